@@ -1,0 +1,18 @@
+//! The hf-eco2ai trace format, shared by the recorder (`eco2ai-probe`) and the
+//! analyzer. A run is a directory: `meta.json` plus one sub-directory per table
+//! holding Parquet segments and at most one open Arrow IPC stream.
+
+pub mod error;
+pub mod meta;
+pub mod reader;
+pub mod rows;
+pub mod schema;
+pub mod segment;
+pub mod writer;
+
+pub use error::TraceError;
+pub use meta::{GpuInfo, Labels, META_FILE, Meta, RunStatus, Sampling, SensorStatus};
+pub use reader::{Run, TableData};
+pub use rows::{CpuRow, EvalRow, GpuRow, ProcRow, Rows, StepRow};
+pub use schema::{SCHEMA_VERSION, Table};
+pub use writer::TraceWriter;

@@ -1,0 +1,161 @@
+//! `meta.json`: what a run is (host, sensors, labels, clocks) and how it ended.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TraceError;
+use crate::schema::SCHEMA_VERSION;
+
+pub const META_FILE: &str = "meta.json";
+
+/// `recording` until the writer finishes; a run left `recording` is still being
+/// recorded or was cut off; `truncated` once a cut-off run was recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    #[default]
+    Recording,
+    Complete,
+    Truncated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GpuInfo {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    pub power_limit_mw: Option<u32>,
+}
+
+/// A sensor the probe looked for, and whether it recorded from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorStatus {
+    /// nvml | powercap | perf | estimate | procfs
+    pub kind: String,
+    /// The domain or device, e.g. `package-0`, `gpu0`.
+    pub name: String,
+    pub used: bool,
+    /// Why it is not used, or how an estimate is made.
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Labels {
+    pub project_name: Option<String>,
+    pub model_name: Option<String>,
+    pub country: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Sampling {
+    pub nvml_interval_ns: u64,
+    pub nvml_energy_interval_ns: u64,
+    pub rapl_interval_ns: u64,
+    pub cpu_interval_ns: u64,
+    pub procs_interval_ns: u64,
+    pub flush_interval_ns: u64,
+    pub segment_interval_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Meta {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub run_id: String,
+    pub host: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpu_sockets: u32,
+    pub cpu_threads: u32,
+    /// TDP used for the CPU estimate, when one is made.
+    pub cpu_tdp_w: Option<f64>,
+    pub gpus: Vec<GpuInfo>,
+    pub sensors: Vec<SensorStatus>,
+    pub labels: Labels,
+    pub sampling: Sampling,
+    /// Add to a CLOCK_MONOTONIC `ts_ns` to get Unix time in ns.
+    pub mono_to_unix_ns: i64,
+    pub start_ns: i64,
+    pub end_ns: Option<i64>,
+    pub status: RunStatus,
+    pub command: Vec<String>,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    /// Rows a sampler could not hand to the writer (channel full).
+    pub dropped_rows: u64,
+    /// Sensor read failures by `kind:error` name.
+    pub sensor_errors: BTreeMap<String, u64>,
+    /// Rows written per table.
+    pub rows: BTreeMap<String, u64>,
+}
+
+impl Meta {
+    pub fn new(run_id: impl Into<String>) -> Meta {
+        Meta {
+            schema_version: SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: run_id.into(),
+            ..Meta::default()
+        }
+    }
+
+    /// Writes atomically (temp file + rename) so a crash never leaves half a file.
+    pub fn write(&self, dir: &Path) -> Result<(), TraceError> {
+        let tmp = dir.join(format!("{META_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).map_err(|e| TraceError::Meta {
+            path: tmp.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut f = fs::File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
+        f.write_all(&json).map_err(|e| TraceError::io(&tmp, e))?;
+        let path = dir.join(META_FILE);
+        fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))
+    }
+
+    pub fn read(dir: &Path) -> Result<Meta, TraceError> {
+        let path = dir.join(META_FILE);
+        let bytes = fs::read(&path).map_err(|e| TraceError::io(&path, e))?;
+        let meta: Meta = serde_json::from_slice(&bytes)
+            .map_err(|e| TraceError::Meta { path: path.clone(), reason: e.to_string() })?;
+        if meta.schema_version != SCHEMA_VERSION {
+            return Err(TraceError::SchemaVersion {
+                path,
+                found: meta.schema_version.to_string(),
+                expected: SCHEMA_VERSION,
+            });
+        }
+        Ok(meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_other_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = Meta::new("r1");
+        m.sensor_errors.insert("nvml:power".into(), 3);
+        m.write(dir.path()).expect("write");
+        assert_eq!(Meta::read(dir.path()).expect("read"), m);
+
+        m.schema_version = SCHEMA_VERSION + 1;
+        m.write(dir.path()).expect("write");
+        let err = Meta::read(dir.path()).expect_err("newer version");
+        assert!(err.to_string().contains("schema version"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(META_FILE), b"{not json").expect("write");
+        let err = Meta::read(dir.path()).expect_err("garbage");
+        assert!(err.to_string().contains("meta.json"), "{err}");
+    }
+}

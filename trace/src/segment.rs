@@ -1,0 +1,164 @@
+//! One table's files: a short open segment (an Arrow IPC stream, readable up to its
+//! last whole batch) that is compacted into a Parquet file when it is rotated.
+//!
+//! Layout: `<run>/<table>/seg-000000.parquet`, ... and at most one open
+//! `seg-NNNNNN.arrows`. Compaction writes `seg-NNNNNN.parquet.tmp`, renames it, then
+//! deletes the `.arrows`: a crash at any point leaves either the stream or the Parquet
+//! file with every flushed row (a reader prefers the Parquet file when both exist).
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::error::TraceError;
+use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, TABLE_KEY, Table};
+
+pub const STREAM_EXT: &str = "arrows";
+pub const PARQUET_EXT: &str = "parquet";
+
+pub fn segment_path(table_dir: &Path, seq: u32, ext: &str) -> PathBuf {
+    table_dir.join(format!("seg-{seq:06}.{ext}"))
+}
+
+/// Parses `seg-000012.parquet` into (12, "parquet").
+pub fn parse_segment_name(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix("seg-")?;
+    let (num, ext) = rest.split_once('.')?;
+    Some((num.parse().ok()?, ext))
+}
+
+struct OpenSegment {
+    seq: u32,
+    path: PathBuf,
+    writer: StreamWriter<BufWriter<File>>,
+    rows: u64,
+}
+
+pub struct TableWriter {
+    table: Table,
+    dir: PathBuf,
+    next_seq: u32,
+    open: Option<OpenSegment>,
+}
+
+impl TableWriter {
+    pub fn create(run_dir: &Path, table: Table) -> Result<TableWriter, TraceError> {
+        let dir = run_dir.join(table.name());
+        fs::create_dir_all(&dir).map_err(|e| TraceError::io(&dir, e))?;
+        Ok(TableWriter { table, dir, next_seq: 0, open: None })
+    }
+
+    /// Appends one batch to the open segment (opening one if needed) and pushes it to
+    /// the kernel, so a `kill -9` after this call loses none of it.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TraceError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.open.is_none() {
+            self.open = Some(self.open_segment()?);
+        }
+        let Some(seg) = self.open.as_mut() else { return Ok(()) };
+        seg.writer.write(batch).map_err(|e| TraceError::arrow(&seg.path, e))?;
+        seg.writer.flush().map_err(|e| TraceError::arrow(&seg.path, e))?;
+        seg.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn open_segment(&mut self) -> Result<OpenSegment, TraceError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = segment_path(&self.dir, seq, STREAM_EXT);
+        let file = File::create(&path).map_err(|e| TraceError::io(&path, e))?;
+        let writer = StreamWriter::try_new(BufWriter::new(file), &self.table.schema())
+            .map_err(|e| TraceError::arrow(&path, e))?;
+        Ok(OpenSegment { seq, path, writer, rows: 0 })
+    }
+
+    /// Closes the open segment and compacts it to Parquet. Returns the rows moved.
+    pub fn rotate(&mut self) -> Result<u64, TraceError> {
+        let Some(mut seg) = self.open.take() else { return Ok(0) };
+        seg.writer.finish().map_err(|e| TraceError::arrow(&seg.path, e))?;
+        drop(seg.writer);
+        let out = segment_path(&self.dir, seg.seq, PARQUET_EXT);
+        compact(&seg.path, &out, self.table)?;
+        Ok(seg.rows)
+    }
+}
+
+/// Writes every whole batch of the stream at `stream` into the Parquet file `out`
+/// (via a temp file and a rename), then removes the stream. Returns rows written.
+pub fn compact(stream: &Path, out: &Path, table: Table) -> Result<u64, TraceError> {
+    let tmp = out.with_extension(format!("{PARQUET_EXT}.tmp"));
+    let file = File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
+    let mut writer = ArrowWriter::try_new(file, table.schema(), Some(writer_props(table)))
+        .map_err(|e| TraceError::parquet(&tmp, e))?;
+    let (batches, _torn) = read_stream(stream, table)?;
+    let mut rows = 0u64;
+    for batch in &batches {
+        writer.write(batch).map_err(|e| TraceError::parquet(&tmp, e))?;
+        rows += batch.num_rows() as u64;
+    }
+    let file = writer.into_inner().map_err(|e| TraceError::parquet(&tmp, e))?;
+    file.sync_all().map_err(|e| TraceError::io(&tmp, e))?;
+    fs::rename(&tmp, out).map_err(|e| TraceError::io(out, e))?;
+    fs::remove_file(stream).map_err(|e| TraceError::io(stream, e))?;
+    Ok(rows)
+}
+
+fn writer_props(table: Table) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
+            KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),
+        ]))
+        .build()
+}
+
+/// Reads the whole batches of an IPC stream. The flag is true when the stream ends in
+/// a torn batch or header (the writer was killed while writing it).
+pub fn read_stream(path: &Path, table: Table) -> Result<(Vec<RecordBatch>, bool), TraceError> {
+    let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
+    if file.metadata().map_err(|e| TraceError::io(path, e))?.len() == 0 {
+        return Ok((Vec::new(), true));
+    }
+    let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
+        Ok(r) => r,
+        // A header cut short by a crash holds no rows.
+        Err(_) => return Ok((Vec::new(), true)),
+    };
+    check_version(path, reader.schema().metadata().get(SCHEMA_VERSION_KEY))?;
+    if reader.schema().fields() != table.schema().fields() {
+        return Err(TraceError::Meta {
+            path: path.to_path_buf(),
+            reason: format!("columns differ from the {} table's schema", table.name()),
+        });
+    }
+    let mut batches = Vec::new();
+    for batch in reader {
+        match batch {
+            Ok(b) => batches.push(b),
+            Err(_) => return Ok((batches, true)),
+        }
+    }
+    Ok((batches, false))
+}
+
+pub fn check_version(path: &Path, found: Option<&String>) -> Result<(), TraceError> {
+    match found {
+        Some(v) if *v == SCHEMA_VERSION.to_string() => Ok(()),
+        other => Err(TraceError::SchemaVersion {
+            path: path.to_path_buf(),
+            found: other.cloned().unwrap_or_else(|| "none".to_string()),
+            expected: SCHEMA_VERSION,
+        }),
+    }
+}
