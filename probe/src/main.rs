@@ -1,1 +1,87 @@
-fn main(){}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use eco2ai_probe::config::{RecordArgs, parse_duration};
+use eco2ai_probe::demo::{self, DemoConfig};
+use eco2ai_probe::record;
+use eco2ai_probe::sensors::SensorConfig;
+
+/// hf-eco2ai recorder: per-step energy, power and carbon of training runs.
+#[derive(Parser)]
+#[command(name = "eco2ai-probe", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record a command (after `--`), a fixed duration, or the demo workload.
+    Record(Box<RecordArgs>),
+    /// List the sensors found and, for each one missing, why.
+    Info {
+        #[arg(long, hide = true, default_value = "/sys/class/powercap")]
+        powercap_root: PathBuf,
+        #[arg(long, hide = true)]
+        fake_gpus: Option<u32>,
+    },
+    /// Compact the open segments of a run whose recorder was killed, marking it truncated.
+    Recover { run: PathBuf },
+    /// The built-in demo workload (what `record --demo` runs).
+    #[command(hide = true)]
+    DemoWorkload {
+        #[arg(long, default_value = "15s")]
+        duration: String,
+        #[arg(long, default_value = "100ms")]
+        step: String,
+    },
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Record(args) => {
+            let cfg = args.validate()?;
+            let outcome = record::record(cfg)?;
+            eprint!("{}", record::summary(&outcome.finished));
+            println!("{}", outcome.finished.dir.display());
+            Ok(outcome.exit_code)
+        }
+        Cmd::Info { powercap_root, fake_gpus } => {
+            let cfg = SensorConfig { powercap_root, fake_gpus, ..SensorConfig::default() };
+            print!("{}", record::info(&cfg));
+            Ok(0)
+        }
+        Cmd::Recover { run } => {
+            let r = eco2ai_trace::Run::recover(&run).with_context(|| format!("recovering {}", run.display()))?;
+            println!("{} ({:?})", r.dir().display(), r.meta().status);
+            Ok(0)
+        }
+        Cmd::DemoWorkload { duration, step } => {
+            let cfg = DemoConfig {
+                duration: parse_duration(&duration)?,
+                step: parse_duration(&step)?.max(Duration::from_millis(1)),
+                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            };
+            let steps = demo::run(&cfg);
+            eprintln!("demo: {steps} steps");
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("eco2ai-probe: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Command-line flags, parsed by clap into raw form and then validated into a
+//! `RecordConfig` before any side effect.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use eco2ai_trace::Labels;
+use thiserror::Error;
+
+use crate::recorder::Intervals;
+use crate::sensors::SensorConfig;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("invalid duration '{0}': expected a number with a unit, e.g. 500us, 20ms, 2s, 5m, 1h")]
+    Duration(String),
+    #[error("{flag} must be between {min} and {max}, got {got}")]
+    Range { flag: &'static str, min: String, max: String, got: String },
+    #[error("nothing to record: give a command after '--', or --duration, or --demo")]
+    NothingToRecord,
+    #[error("give either a command or --duration/--demo, not both")]
+    Both,
+    #[error("invalid --country '{0}': expected an ISO 3166 alpha-2 code such as FR or US")]
+    Country(String),
+    #[error("invalid --gpus '{0}': expected comma-separated GPU indices such as 0,1")]
+    Gpus(String),
+}
+
+/// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| ConfigError::Duration(s.into()))?;
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| ConfigError::Duration(s.into()))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(ConfigError::Duration(s.into())),
+    };
+    if !value.is_finite() {
+        return Err(ConfigError::Duration(s.into()));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Directory under which the run directory is created.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Name of the run directory (default: PROJECT-YYYYMMDD-HHMMSS-PID).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// ISO 3166 alpha-2 country of the machine, for CO2 (e.g. FR).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Cloud region, e.g. gcp:europe-west1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// RAPL poll period.
+    #[arg(long, value_parser = duration_arg, default_value = "1ms")]
+    pub rapl_interval: Duration,
+    /// NVML power poll period (sensors refresh every ~100 ms).
+    #[arg(long, value_parser = duration_arg, default_value = "20ms")]
+    pub nvml_interval: Duration,
+    /// NVML energy-counter poll period (the call costs ~3 ms on an H100).
+    #[arg(long, value_parser = duration_arg, default_value = "100ms")]
+    pub nvml_energy_interval: Duration,
+    /// CPU utilisation poll period (and the CPU estimate's).
+    #[arg(long, value_parser = duration_arg, default_value = "100ms")]
+    pub cpu_interval: Duration,
+    /// GPU indices to record (default: all, within CUDA_VISIBLE_DEVICES).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Record for this long without a command (or the demo for this long).
+    #[arg(long, value_parser = duration_arg)]
+    pub duration: Option<Duration>,
+    /// Record the built-in demo workload.
+    #[arg(long)]
+    pub demo: bool,
+    /// Do not load the eBPF probe (steps then come through the marker socket).
+    #[arg(long)]
+    pub no_ebpf: bool,
+    /// CPU TDP in watts for the estimate where no RAPL counter moves.
+    #[arg(long)]
+    pub cpu_tdp_w: Option<f64>,
+    /// Replace NVML by N fake GPUs (benchmarks on machines without GPUs).
+    #[arg(long, hide = true)]
+    pub fake_gpus: Option<u32>,
+    /// Root of the powercap tree (a fake one in tests and benchmarks).
+    #[arg(long, hide = true, default_value = "/sys/class/powercap")]
+    pub powercap_root: PathBuf,
+    /// The perf power PMU directory.
+    #[arg(long, hide = true, default_value = "/sys/bus/event_source/devices/power")]
+    pub perf_pmu: PathBuf,
+    #[arg(long, hide = true, value_parser = duration_arg, default_value = "1s")]
+    pub flush_interval: Duration,
+    #[arg(long, hide = true, value_parser = duration_arg, default_value = "60s")]
+    pub segment_interval: Duration,
+    /// The command to record, after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    Command(Vec<String>),
+    Duration(Duration),
+    Demo(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub out: PathBuf,
+    pub run_id: Option<String>,
+    pub labels: Labels,
+    pub intervals: Intervals,
+    pub sensors: SensorConfig,
+    pub workload: Workload,
+    pub no_ebpf: bool,
+}
+
+pub const DEMO_DURATION: Duration = Duration::from_secs(15);
+
+fn check(flag: &'static str, d: Duration, min: Duration, max: Duration) -> Result<i64, ConfigError> {
+    if d < min || d > max {
+        return Err(ConfigError::Range { flag, min: format!("{min:?}"), max: format!("{max:?}"), got: format!("{d:?}") });
+    }
+    Ok(d.as_nanos() as i64)
+}
+
+fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
+    s.split(',').map(|x| x.trim().parse::<u32>().map_err(|_| ConfigError::Gpus(s.into()))).collect()
+}
+
+impl RecordArgs {
+    pub fn validate(self) -> Result<RecordConfig, ConfigError> {
+        let ms = Duration::from_millis;
+        let intervals = Intervals {
+            rapl_ns: check("--rapl-interval", self.rapl_interval, Duration::from_micros(100), ms(10_000))?,
+            nvml_ns: check("--nvml-interval", self.nvml_interval, ms(1), ms(10_000))?,
+            nvml_energy_ns: check("--nvml-energy-interval", self.nvml_energy_interval, ms(10), ms(60_000))?,
+            cpu_ns: check("--cpu-interval", self.cpu_interval, ms(10), ms(60_000))?,
+            procs_ns: 1_000_000_000,
+            flush_ns: check("--flush-interval", self.flush_interval, ms(10), ms(10_000))?,
+            segment_ns: check("--segment-interval", self.segment_interval, self.flush_interval, Duration::from_secs(3600))?,
+        };
+        let workload = match (self.command.is_empty(), self.demo, self.duration) {
+            (false, false, None) => Workload::Command(self.command),
+            (false, _, _) => return Err(ConfigError::Both),
+            (true, true, d) => Workload::Demo(d.unwrap_or(DEMO_DURATION)),
+            (true, false, Some(d)) => Workload::Duration(d),
+            (true, false, None) => return Err(ConfigError::NothingToRecord),
+        };
+        if let Some(c) = &self.country {
+            if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+                return Err(ConfigError::Country(c.clone()));
+            }
+        }
+        if let Some(w) = self.cpu_tdp_w {
+            if !(w > 0.0 && w < 2000.0) {
+                return Err(ConfigError::Range { flag: "--cpu-tdp-w", min: "0".into(), max: "2000".into(), got: w.to_string() });
+            }
+        }
+        let sensors = SensorConfig {
+            powercap_root: self.powercap_root,
+            perf_pmu: self.perf_pmu,
+            gpus: self.gpus.as_deref().map(parse_gpus).transpose()?,
+            fake_gpus: self.fake_gpus,
+            cpu_tdp_w: self.cpu_tdp_w,
+            no_estimate: false,
+        };
+        let labels = Labels {
+            project_name: self.project,
+            model_name: self.model,
+            country: self.country.map(|c| c.to_ascii_uppercase()),
+            region: self.region,
+        };
+        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["10", "ms", "10 parsecs", "", "1e3s", "-5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `eco2ai-probe record` and `info`: wiring config, sensors, recorder and command.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use eco2ai_trace::{Meta, Sampling, SensorStatus, TraceWriter};
+
+use crate::clock::{mono_to_unix_ns, monotonic_ns, unix_ns};
+use crate::config::{RecordConfig, Workload};
+use crate::host::{self, Host};
+use crate::recorder::{Finished, Recorder};
+use crate::runner::{self, SignalForwarder};
+use crate::samplers::errors::ErrorCounts;
+use crate::sensors::{self, SensorConfig};
+
+/// Environment variables the recorded command receives.
+pub const ENV_RUN_DIR: &str = "ECO2AI_RUN_DIR";
+pub const ENV_PROBE_PID: &str = "ECO2AI_PROBE_PID";
+
+/// `YYYYMMDD-HHMMSS` (UTC) of a Unix time in seconds.
+pub fn utc_stamp(unix_s: i64) -> String {
+    let days = unix_s.div_euclid(86_400);
+    let secs = unix_s.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn build_meta(cfg: &RecordConfig, host: &Host, status: Vec<SensorStatus>, gpus: Vec<eco2ai_trace::GpuInfo>, tdp: Option<f64>) -> Meta {
+    let project = cfg.labels.project_name.clone().unwrap_or_else(|| "run".into());
+    let run_id = cfg.run_id.clone().unwrap_or_else(|| format!("{project}-{}-{}", utc_stamp(unix_ns() / 1_000_000_000), std::process::id()));
+    let iv = &cfg.intervals;
+    let mut meta = Meta::new(run_id);
+    meta.host = host.hostname.clone();
+    meta.kernel = host.kernel.clone();
+    meta.cpu_model = host.cpu_model.clone();
+    meta.cpu_sockets = host.cpu_sockets;
+    meta.cpu_threads = host.cpu_threads;
+    meta.cpu_tdp_w = tdp;
+    meta.gpus = gpus;
+    meta.sensors = status;
+    meta.labels = cfg.labels.clone();
+    meta.sampling = Sampling {
+        nvml_interval_ns: iv.nvml_ns as u64,
+        nvml_energy_interval_ns: iv.nvml_energy_ns as u64,
+        rapl_interval_ns: iv.rapl_ns as u64,
+        cpu_interval_ns: iv.cpu_ns as u64,
+        procs_interval_ns: iv.procs_ns as u64,
+        flush_interval_ns: iv.flush_ns as u64,
+        segment_interval_ns: iv.segment_ns as u64,
+    };
+    meta.mono_to_unix_ns = mono_to_unix_ns();
+    meta.start_ns = monotonic_ns();
+    meta.command = match &cfg.workload {
+        Workload::Command(c) => c.clone(),
+        Workload::Demo(_) => vec!["<demo>".into()],
+        Workload::Duration(_) => Vec::new(),
+    };
+    meta
+}
+
+/// The command line actually run for a workload (the demo is this binary).
+fn argv(w: &Workload) -> Result<Option<Vec<String>>> {
+    Ok(match w {
+        Workload::Command(c) => Some(c.clone()),
+        Workload::Demo(d) => {
+            let exe = std::env::current_exe().context("locating this executable for the demo")?;
+            Some(vec![exe.display().to_string(), "demo-workload".into(), "--duration".into(), format!("{}ms", d.as_millis())])
+        }
+        Workload::Duration(_) => None,
+    })
+}
+
+/// The result of `record`: the run and the recorded command's exit code.
+pub struct Outcome {
+    pub finished: Finished,
+    pub exit_code: i32,
+}
+
+pub fn record(cfg: RecordConfig) -> Result<Outcome> {
+    let argv = argv(&cfg.workload)?;
+    if let Some(a) = &argv {
+        runner::resolve(&a[0])?;
+    }
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
+    let host = host::detect();
+    let sensors = sensors::discover(&cfg.sensors, &host);
+    let meta = build_meta(&cfg, &host, sensors.status.clone(), sensors.gpus.clone(), sensors.estimate_tdp_w);
+    let dir = cfg.out.join(&meta.run_id);
+    let writer = TraceWriter::create(&dir, meta).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let signals = SignalForwarder::install()?;
+    let recorder = Recorder::start(writer, sensors, cfg.intervals.clone(), ErrorCounts::default()).context("starting sampler threads")?;
+
+    let exit_code = match argv {
+        Some(a) => match run_command(&a, &dir, &recorder, &signals) {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = recorder.stop();
+                return Err(e);
+            }
+        },
+        None => {
+            let Workload::Duration(d) = cfg.workload else { unreachable_duration() };
+            wait_for(d, &signals);
+            0
+        }
+    };
+    if let Ok(mut p) = recorder.patch.lock() {
+        p.exit_code = Some(exit_code);
+    }
+    let finished = recorder.stop().with_context(|| format!("writing the trace in {}", dir.display()))?;
+    Ok(Outcome { finished, exit_code })
+}
+
+fn unreachable_duration() -> ! {
+    // argv() returns None only for Workload::Duration.
+    std::process::abort()
+}
+
+fn run_command(argv: &[String], dir: &std::path::Path, rec: &Recorder, sig: &SignalForwarder) -> Result<i32> {
+    let env = vec![
+        (ENV_RUN_DIR.to_string(), dir.display().to_string()),
+        (ENV_PROBE_PID.to_string(), std::process::id().to_string()),
+    ];
+    let mut child = runner::spawn(argv, &env)?;
+    sig.child_pid.store(child.id() as i32, Ordering::SeqCst);
+    rec.job_pid.store(child.id(), Ordering::SeqCst);
+    if let Ok(mut p) = rec.patch.lock() {
+        p.pid = Some(child.id());
+    }
+    let status = child.wait().context("waiting for the recorded command")?;
+    Ok(runner::exit_code(status))
+}
+
+fn wait_for(d: Duration, sig: &SignalForwarder) {
+    let end = monotonic_ns() + d.as_nanos() as i64;
+    while monotonic_ns() < end && !sig.interrupted.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20).min(Duration::from_nanos((end - monotonic_ns()).max(0) as u64)));
+    }
+}
+
+/// Human summary of a finished run (stderr).
+pub fn summary(f: &Finished) -> String {
+    let m = &f.meta;
+    let secs = (m.end_ns.unwrap_or(m.start_ns) - m.start_ns) as f64 / 1e9;
+    let mut s = String::new();
+    let _ = writeln!(s, "run       {} ({:?})", f.dir.display(), m.status);
+    let _ = writeln!(s, "duration  {secs:.1} s");
+    for (name, j) in f.totals.gpu_j.iter().chain(f.totals.cpu_j.iter()) {
+        let _ = writeln!(s, "energy    {name:<24} {j:>12.1} J  ({:.2} W avg)", j / secs.max(1e-9));
+    }
+    if f.totals.gpu_j.is_empty() && f.totals.cpu_j.is_empty() {
+        let _ = writeln!(s, "energy    no energy sensor recorded (see `eco2ai-probe info`)");
+    }
+    let rows: Vec<String> = m.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let _ = writeln!(s, "rows      {}", rows.join(", "));
+    let errs: Vec<String> = m.sensor_errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(s, "errors    {}", if errs.is_empty() { "none".into() } else { errs.join(", ") });
+    let _ = writeln!(s, "dropped   {} rows", m.dropped_rows);
+    if let Some(c) = m.exit_code {
+        let _ = writeln!(s, "exit code {c}");
+    }
+    s
+}
+
+/// `eco2ai-probe info`: every sensor looked for, used or not and why.
+pub fn info(cfg: &SensorConfig) -> String {
+    let host = host::detect();
+    let sensors = sensors::discover(cfg, &host);
+    let mut s = String::new();
+    let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
+    let _ = writeln!(s, "cpu       {} x{} socket(s), {} threads", host.cpu_model, host.cpu_sockets, host.cpu_threads);
+    let _ = writeln!(s, "sensors:");
+    for st in &sensors.status {
+        let mark = if st.used { "used   " } else { "missing" };
+        let _ = writeln!(s, "  {mark} {:<10} {:<12} {}", st.kind, st.name, st.note);
+    }
+    s
+}
+
+pub fn default_out() -> PathBuf {
+    PathBuf::from("runs")
+}

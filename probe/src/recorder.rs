@@ -1,0 +1,263 @@
+//! The recording pipeline: sampler threads -> one bounded channel -> the writer
+//! thread, which owns the trace and keeps meta.json current.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use eco2ai_trace::{CpuRow, Meta, Rows, TraceError, TraceWriter};
+
+use crate::batcher::Batcher;
+use crate::clock::{monotonic_ns, sleep_until};
+use crate::samplers::errors::ErrorCounts;
+use crate::samplers::estimate::Estimator;
+use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
+use crate::samplers::procfs::{MachineUtil, TreeSampler};
+use crate::samplers::rapl::RaplSampler;
+use crate::sensors::Sensors;
+
+#[derive(Debug, Clone)]
+pub struct Intervals {
+    pub nvml_ns: i64,
+    pub nvml_energy_ns: i64,
+    pub rapl_ns: i64,
+    pub cpu_ns: i64,
+    pub procs_ns: i64,
+    pub flush_ns: i64,
+    pub segment_ns: i64,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            nvml_ns: 20_000_000,
+            nvml_energy_ns: 100_000_000,
+            rapl_ns: 1_000_000,
+            cpu_ns: 100_000_000,
+            procs_ns: 1_000_000_000,
+            flush_ns: 1_000_000_000,
+            segment_ns: 60_000_000_000,
+        }
+    }
+}
+
+/// Energy seen so far per device, for the end-of-run summary.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// `gpu0` -> J from the energy counter.
+    pub gpu_j: BTreeMap<String, f64>,
+    /// `package-0 (powercap)` -> J.
+    pub cpu_j: BTreeMap<String, f64>,
+}
+
+impl Totals {
+    fn see(&mut self, rows: &Rows) {
+        match rows {
+            Rows::Gpu(v) => {
+                for r in v {
+                    if let Some(e) = r.energy_mj {
+                        self.gpu_j.insert(format!("gpu{}", r.gpu), e as f64 / 1e3);
+                    }
+                }
+            }
+            Rows::Cpu(v) => {
+                for r in v {
+                    if let Some(e) = r.energy_uj {
+                        self.cpu_j.insert(format!("{} ({})", r.domain, r.source), e as f64 / 1e6);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Facts the main thread learns during the run, copied into meta.json at each flush.
+#[derive(Debug, Clone, Default)]
+pub struct MetaPatch {
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+}
+
+pub struct Recorder {
+    stop: Arc<AtomicBool>,
+    pub patch: Arc<Mutex<MetaPatch>>,
+    /// The recorded command's pid, 0 until it is known.
+    pub job_pid: Arc<AtomicU32>,
+    samplers: Vec<JoinHandle<()>>,
+    writer: JoinHandle<Result<Finished, TraceError>>,
+}
+
+pub struct Finished {
+    pub meta: Meta,
+    pub totals: Totals,
+    pub dir: PathBuf,
+}
+
+/// Runs `tick` every `interval_ns` on absolute deadlines until `stop`; a late tick is
+/// not made up for (the next deadline moves past now).
+fn run_every(interval_ns: i64, stop: &AtomicBool, mut tick: impl FnMut(i64)) {
+    let mut next = monotonic_ns();
+    while !stop.load(Ordering::Relaxed) {
+        let now = monotonic_ns();
+        tick(now);
+        next += interval_ns;
+        if next < now {
+            next = now + interval_ns;
+        }
+        sleep_until(next);
+    }
+}
+
+impl Recorder {
+    pub fn start(writer: TraceWriter, sensors: Sensors, iv: Intervals, errors: ErrorCounts) -> std::io::Result<Recorder> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let job_pid = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = sync_channel::<Rows>(256);
+        let batch_ns = 100_000_000;
+        let mut samplers = Vec::new();
+        let mut spawn = |name: &str, f: Box<dyn FnOnce(Batcher) + Send>| -> std::io::Result<()> {
+            let b = Batcher::new(tx.clone(), dropped.clone(), batch_ns);
+            samplers.push(std::thread::Builder::new().name(name.into()).spawn(move || f(b))?);
+            Ok(())
+        };
+
+        if let Some(backend) = sensors.gpu_backend.clone().filter(|_| !sensors.gpus.is_empty()) {
+            let ids: Vec<u32> = sensors.gpus.iter().map(|g| g.index).collect();
+            let aux_every = (100_000_000 / iv.nvml_ns.max(1)).max(1) as u32;
+            let mut power = GpuPowerSampler::new(backend.clone(), ids.clone(), aux_every, errors.clone());
+            let mut energy = GpuEnergySampler::new(backend, ids, errors.clone());
+            let (s1, s2, n1, n2) = (stop.clone(), stop.clone(), iv.nvml_ns, iv.nvml_energy_ns);
+            spawn("nvml-power", Box::new(move |mut b| run_every(n1, &s1, |t| { power.poll(t, &mut b.gpu); b.maybe_send(t, false) })))?;
+            spawn("nvml-energy", Box::new(move |mut b| run_every(n2, &s2, |t| { energy.poll(t, &mut b.gpu); b.maybe_send(t, false) })))?;
+        }
+        if !sensors.rapl.is_empty() {
+            let mut rapl = RaplSampler::new(sensors.rapl, errors.clone());
+            let (s, n) = (stop.clone(), iv.rapl_ns);
+            spawn("rapl", Box::new(move |mut b| run_every(n, &s, |t| { rapl.poll(t, &mut b.cpu); b.maybe_send(t, false) })))?;
+        }
+        let mut cpu = CpuLoop::new(sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets)), job_pid.clone(), iv.procs_ns);
+        let (s, n) = (stop.clone(), iv.cpu_ns);
+        spawn("procfs", Box::new(move |mut b| run_every(n, &s, |t| { cpu.tick(t, &mut b); b.maybe_send(t, false) })))?;
+        drop(tx);
+
+        let patch = Arc::new(Mutex::new(MetaPatch::default()));
+        let shared = Shared { errors, dropped, stop: stop.clone(), patch: patch.clone() };
+        let writer = std::thread::Builder::new().name("writer".into()).spawn(move || write_loop(writer, rx, iv, shared))?;
+        Ok(Recorder { stop, patch, job_pid, samplers, writer })
+    }
+
+    /// Stops the samplers, lets the writer drain the channel, and closes the run.
+    pub fn stop(self) -> Result<Finished, TraceError> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.samplers {
+            let _ = t.join();
+        }
+        match self.writer.join() {
+            Ok(r) => r,
+            Err(_) => Err(TraceError::Meta { path: PathBuf::from("writer"), reason: "writer thread panicked".into() }),
+        }
+    }
+}
+
+/// Machine utilisation every tick (and the CPU estimate when there is no RAPL); the
+/// job's process tree every `procs_ns`.
+struct CpuLoop {
+    machine: MachineUtil,
+    estimate: Option<Estimator>,
+    job_pid: Arc<AtomicU32>,
+    tree: Option<TreeSampler>,
+    procs_ns: i64,
+    last_ts: Option<i64>,
+    last_tree_ts: i64,
+}
+
+impl CpuLoop {
+    fn new(estimate: Option<Estimator>, job_pid: Arc<AtomicU32>, procs_ns: i64) -> CpuLoop {
+        let machine = MachineUtil::new(std::path::Path::new("/proc"));
+        CpuLoop { machine, estimate, job_pid, tree: None, procs_ns, last_ts: None, last_tree_ts: 0 }
+    }
+
+    fn tick(&mut self, ts_ns: i64, b: &mut Batcher) {
+        let util = self.machine.poll();
+        let dt = self.last_ts.replace(ts_ns).map(|l| ts_ns - l);
+        if let Some(u) = util {
+            b.cpu.push(CpuRow { ts_ns, domain: "machine".into(), source: "procfs", energy_uj: None, energy_changed: None, util_pct: Some(u) });
+        }
+        if let (Some(est), Some(u), Some(dt)) = (self.estimate.as_mut(), util, dt) {
+            let energy_uj = est.add(u, dt);
+            b.cpu.push(CpuRow { ts_ns, domain: "package".into(), source: "estimate", energy_uj: Some(energy_uj), energy_changed: Some(u > 0.0), util_pct: Some(u) });
+        }
+        if ts_ns - self.last_tree_ts >= self.procs_ns {
+            self.last_tree_ts = ts_ns;
+            let pid = self.job_pid.load(Ordering::Relaxed);
+            if pid != 0 {
+                let tree = self.tree.get_or_insert_with(|| TreeSampler::new(std::path::Path::new("/proc"), pid));
+                if let Some(u) = tree.poll(ts_ns, &mut b.procs) {
+                    b.cpu.push(CpuRow { ts_ns, domain: "job".into(), source: "procfs", energy_uj: None, energy_changed: None, util_pct: Some(u) });
+                }
+            }
+        }
+    }
+}
+
+/// What the writer thread shares with the samplers and the main thread.
+struct Shared {
+    errors: ErrorCounts,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    patch: Arc<Mutex<MetaPatch>>,
+}
+
+impl Shared {
+    fn apply(&self, meta: &mut Meta) {
+        meta.sensor_errors = self.errors.snapshot();
+        meta.dropped_rows = self.dropped.load(Ordering::Relaxed);
+        if let Ok(p) = self.patch.lock() {
+            meta.pid = p.pid.or(meta.pid);
+            meta.exit_code = p.exit_code.or(meta.exit_code);
+        }
+    }
+}
+
+fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Shared) -> Result<Finished, TraceError> {
+    let mut totals = Totals::default();
+    let mut next_flush = monotonic_ns() + iv.flush_ns;
+    let mut next_segment = monotonic_ns() + iv.segment_ns;
+    loop {
+        let wait = (next_flush - monotonic_ns()).max(0) as u64;
+        match rx.recv_timeout(Duration::from_nanos(wait)) {
+            Ok(rows) => {
+                totals.see(&rows);
+                w.append(rows);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = monotonic_ns();
+        if now >= next_flush {
+            next_flush = now + iv.flush_ns;
+            shared.apply(w.meta_mut());
+            let r = if now >= next_segment {
+                next_segment = now + iv.segment_ns;
+                w.rotate()
+            } else {
+                w.flush()
+            };
+            if let Err(e) = r {
+                // Nothing more can be stored: stop the samplers rather than drop rows silently.
+                shared.stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    }
+    shared.apply(w.meta_mut());
+    let dir = w.dir().to_path_buf();
+    let meta = w.finish(monotonic_ns())?;
+    Ok(Finished { meta, totals, dir })
+}

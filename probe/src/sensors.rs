@@ -1,0 +1,111 @@
+//! Finding the sensors of this machine, shared by `info` and `record`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eco2ai_trace::{GpuInfo, SensorStatus};
+
+use crate::host::Host;
+use crate::samplers::estimate::{self, DEFAULT_TDP_W};
+use crate::samplers::gpu::fake::{FakeGpus, FakeScript};
+use crate::samplers::gpu::nvml::NvmlBackend;
+use crate::samplers::gpu::{GpuBackend, select_gpus};
+use crate::samplers::rapl::{self, EnergyReader, RaplConfig};
+
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    pub powercap_root: PathBuf,
+    pub perf_pmu: PathBuf,
+    pub gpus: Option<Vec<u32>>,
+    /// Replace NVML by N fake GPUs (benchmarks and tests on machines without GPUs).
+    pub fake_gpus: Option<u32>,
+    pub cpu_tdp_w: Option<f64>,
+    pub no_estimate: bool,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        let r = RaplConfig::default();
+        SensorConfig {
+            powercap_root: r.powercap_root,
+            perf_pmu: r.perf_pmu,
+            gpus: None,
+            fake_gpus: None,
+            cpu_tdp_w: None,
+            no_estimate: false,
+        }
+    }
+}
+
+pub struct Sensors {
+    pub gpu_backend: Option<Arc<dyn GpuBackend>>,
+    pub gpus: Vec<GpuInfo>,
+    pub rapl: Vec<Box<dyn EnergyReader>>,
+    /// Watts at full load per socket, when CPU energy is estimated.
+    pub estimate_tdp_w: Option<f64>,
+    pub status: Vec<SensorStatus>,
+}
+
+fn status(kind: &str, name: &str, used: bool, note: impl Into<String>) -> SensorStatus {
+    SensorStatus { kind: kind.into(), name: name.into(), used, note: note.into() }
+}
+
+fn discover_gpus(cfg: &SensorConfig, out: &mut Vec<SensorStatus>) -> (Option<Arc<dyn GpuBackend>>, Vec<GpuInfo>) {
+    let backend: Arc<dyn GpuBackend> = match cfg.fake_gpus {
+        Some(n) => {
+            let clock = Arc::new(crate::clock::monotonic_ns);
+            Arc::new(FakeGpus::new(n, clock, FakeScript::default()))
+        }
+        None => match NvmlBackend::load() {
+            Ok(b) => Arc::new(b),
+            Err(why) => {
+                out.push(status("nvml", "gpu", false, why));
+                return (None, Vec::new());
+            }
+        },
+    };
+    let all = match backend.devices() {
+        Ok(all) => all,
+        Err(e) => {
+            out.push(status("nvml", "gpu", false, format!("listing devices failed: {e}")));
+            return (None, Vec::new());
+        }
+    };
+    let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let chosen = select_gpus(&all, cfg.gpus.as_deref(), cvd.as_deref());
+    let kind = if cfg.fake_gpus.is_some() { "fake-nvml" } else { "nvml" };
+    for g in &all {
+        let used = chosen.iter().any(|c| c.index == g.index);
+        let note = if used { g.name.clone() } else { format!("{}: excluded by --gpus or CUDA_VISIBLE_DEVICES", g.name) };
+        out.push(status(kind, &format!("gpu{}", g.index), used, note));
+    }
+    if all.is_empty() {
+        out.push(status(kind, "gpu", false, "NVML found no devices"));
+    }
+    (Some(backend), chosen)
+}
+
+pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
+    let mut st = Vec::new();
+    let (gpu_backend, gpus) = discover_gpus(cfg, &mut st);
+    let rcfg = RaplConfig { powercap_root: cfg.powercap_root.clone(), perf_pmu: cfg.perf_pmu.clone(), ..RaplConfig::default() };
+    let (rapl, rapl_status) = rapl::discover(&rcfg);
+    st.extend(rapl_status);
+
+    let mut estimate_tdp_w = None;
+    if rapl.is_empty() && !cfg.no_estimate {
+        let (tdp, how) = match (cfg.cpu_tdp_w, estimate::lookup_tdp_w(&host.cpu_model)) {
+            (Some(w), _) => (w, "--cpu-tdp-w".to_string()),
+            (None, Some((name, w))) => (w, format!("TDP of {name} from datasets/cpu_tdp.csv")),
+            (None, None) => (DEFAULT_TDP_W, format!("'{}' not in datasets/cpu_tdp.csv: default", host.cpu_model)),
+        };
+        let note = format!(
+            "no RAPL counter moves: estimated as {tdp} W ({how}) x {} socket(s) x machine CPU utilisation",
+            host.cpu_sockets
+        );
+        st.push(status("estimate", "package", true, note));
+        estimate_tdp_w = Some(tdp);
+    }
+    st.push(status("procfs", "cpu-util", true, "/proc/stat (machine) and /proc/PID/stat (recorded process tree)"));
+    Sensors { gpu_backend, gpus, rapl, estimate_tdp_w, status: st }
+}
