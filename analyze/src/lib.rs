@@ -1,1 +1,3 @@
+//! hf-eco2ai offline analysis of recorded runs.
 
+pub mod summary;

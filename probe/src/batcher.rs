@@ -30,15 +30,15 @@ impl Batcher {
         }
         self.last_send_ns = now_ns;
         if !self.gpu.is_empty() {
-            let rows = Rows::Gpu(std::mem::take(&mut self.gpu));
+            let rows = Rows::Gpu(refill(&mut self.gpu));
             self.send(rows);
         }
         if !self.cpu.is_empty() {
-            let rows = Rows::Cpu(std::mem::take(&mut self.cpu));
+            let rows = Rows::Cpu(refill(&mut self.cpu));
             self.send(rows);
         }
         if !self.procs.is_empty() {
-            let rows = Rows::Procs(std::mem::take(&mut self.procs));
+            let rows = Rows::Procs(refill(&mut self.procs));
             self.send(rows);
         }
     }
@@ -52,6 +52,13 @@ impl Batcher {
             }
         }
     }
+}
+
+/// Takes the rows out, leaving a vector of the same capacity so that the next batch
+/// does not grow from zero again.
+fn refill<T>(v: &mut Vec<T>) -> Vec<T> {
+    let cap = v.capacity();
+    std::mem::replace(v, Vec::with_capacity(cap))
 }
 
 impl Drop for Batcher {

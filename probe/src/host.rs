@@ -44,6 +44,22 @@ pub fn detect() -> Host {
     }
 }
 
+/// This process's CPU time (user + system, ns) and peak RSS (kB, VmHWM).
+pub fn self_usage() -> (Option<u64>, Option<u64>) {
+    // SAFETY: rusage is plain data; getrusage fills it for RUSAGE_SELF.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local rusage.
+    let cpu_ns = (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0).then(|| {
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    });
+    let hwm = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    });
+    (cpu_ns, hwm)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

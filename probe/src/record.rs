@@ -144,10 +144,7 @@ fn run_command(argv: &[String], dir: &std::path::Path, rec: &Recorder, sig: &Sig
 }
 
 fn wait_for(d: Duration, sig: &SignalForwarder) {
-    let end = monotonic_ns() + d.as_nanos() as i64;
-    while monotonic_ns() < end && !sig.interrupted.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20).min(Duration::from_nanos((end - monotonic_ns()).max(0) as u64)));
-    }
+    sig.wait(d);
 }
 
 /// Human summary of a finished run (stderr).

@@ -218,6 +218,7 @@ impl Shared {
     fn apply(&self, meta: &mut Meta) {
         meta.sensor_errors = self.errors.snapshot();
         meta.dropped_rows = self.dropped.load(Ordering::Relaxed);
+        (meta.probe_cpu_ns, meta.probe_peak_rss_kb) = crate::host::self_usage();
         if let Ok(p) = self.patch.lock() {
             meta.pid = p.pid.or(meta.pid);
             meta.exit_code = p.exit_code.or(meta.exit_code);
@@ -256,6 +257,8 @@ fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Sha
             }
         }
     }
+    // Compact first so that the recorder's peak memory includes the last compaction.
+    w.rotate()?;
     shared.apply(w.meta_mut());
     let dir = w.dir().to_path_buf();
     let meta = w.finish(monotonic_ns())?;

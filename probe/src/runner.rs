@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::thread::JoinHandle;
 
@@ -68,6 +69,8 @@ pub fn exit_code(status: ExitStatus) -> i32 {
 /// Ctrl-C/Ctrl-\ which the kernel already delivered to the command's process group.
 pub struct SignalForwarder {
     pub interrupted: Arc<AtomicBool>,
+    /// Notified on every signal, so a waiter needs no polling loop.
+    wake: Arc<(Mutex<()>, Condvar)>,
     pub child_pid: Arc<AtomicI32>,
     handle: Handle,
     thread: Option<JoinHandle<()>>,
@@ -79,12 +82,16 @@ impl SignalForwarder {
         let handle = signals.handle();
         let interrupted = Arc::new(AtomicBool::new(false));
         let child_pid = Arc::new(AtomicI32::new(0));
-        let (i2, c2) = (interrupted.clone(), child_pid.clone());
+        let wake = Arc::new((Mutex::new(()), Condvar::new()));
+        let (i2, c2, w2) = (interrupted.clone(), child_pid.clone(), wake.clone());
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for origin in signals.forever() {
-                    i2.store(true, Ordering::SeqCst);
+                    if let Ok(_guard) = w2.0.lock() {
+                        i2.store(true, Ordering::SeqCst);
+                    }
+                    w2.1.notify_all();
                     let from_tty = origin.process.is_none() && matches!(origin.signal, SIGINT | SIGQUIT);
                     let pid = c2.load(Ordering::SeqCst);
                     if pid > 0 && !from_tty {
@@ -94,7 +101,16 @@ impl SignalForwarder {
                 }
             })
             .map_err(RunError::Signals)?;
-        Ok(SignalForwarder { interrupted, child_pid, handle, thread: Some(thread) })
+        Ok(SignalForwarder { interrupted, wake, child_pid, handle, thread: Some(thread) })
+    }
+
+    /// Sleeps until `timeout` passes or a signal arrives; true if interrupted.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cv) = &*self.wake;
+        let Ok(guard) = lock.lock() else { return self.interrupted.load(Ordering::SeqCst) };
+        let r = cv.wait_timeout_while(guard, timeout, |_| !self.interrupted.load(Ordering::SeqCst));
+        drop(r);
+        self.interrupted.load(Ordering::SeqCst)
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Sampling {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Meta {
     pub schema_version: u32,
     pub tool_version: String,
@@ -92,6 +93,9 @@ pub struct Meta {
     pub sensor_errors: BTreeMap<String, u64>,
     /// Rows written per table.
     pub rows: BTreeMap<String, u64>,
+    /// The recorder's own CPU time (user + system) and peak resident memory.
+    pub probe_cpu_ns: Option<u64>,
+    pub probe_peak_rss_kb: Option<u64>,
 }
 
 impl Meta {

@@ -100,12 +100,11 @@ pub fn compact(stream: &Path, out: &Path, table: Table) -> Result<u64, TraceErro
     let file = File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
     let mut writer = ArrowWriter::try_new(file, table.schema(), Some(writer_props(table)))
         .map_err(|e| TraceError::parquet(&tmp, e))?;
-    let (batches, _torn) = read_stream(stream, table)?;
     let mut rows = 0u64;
-    for batch in &batches {
-        writer.write(batch).map_err(|e| TraceError::parquet(&tmp, e))?;
+    for_each_stream_batch(stream, table, |batch| {
         rows += batch.num_rows() as u64;
-    }
+        writer.write(&batch).map_err(|e| TraceError::parquet(&tmp, e))
+    })?;
     let file = writer.into_inner().map_err(|e| TraceError::parquet(&tmp, e))?;
     file.sync_all().map_err(|e| TraceError::io(&tmp, e))?;
     fs::rename(&tmp, out).map_err(|e| TraceError::io(out, e))?;
@@ -126,14 +125,29 @@ fn writer_props(table: Table) -> WriterProperties {
 /// Reads the whole batches of an IPC stream. The flag is true when the stream ends in
 /// a torn batch or header (the writer was killed while writing it).
 pub fn read_stream(path: &Path, table: Table) -> Result<(Vec<RecordBatch>, bool), TraceError> {
+    let mut batches = Vec::new();
+    let torn = for_each_stream_batch(path, table, |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    Ok((batches, torn))
+}
+
+/// Calls `f` on each whole batch of an IPC stream in turn, holding one at a time.
+/// Returns true when the stream ends in a torn batch or header.
+pub fn for_each_stream_batch(
+    path: &Path,
+    table: Table,
+    mut f: impl FnMut(RecordBatch) -> Result<(), TraceError>,
+) -> Result<bool, TraceError> {
     let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
     if file.metadata().map_err(|e| TraceError::io(path, e))?.len() == 0 {
-        return Ok((Vec::new(), true));
+        return Ok(true);
     }
     let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
         Ok(r) => r,
         // A header cut short by a crash holds no rows.
-        Err(_) => return Ok((Vec::new(), true)),
+        Err(_) => return Ok(true),
     };
     check_version(path, reader.schema().metadata().get(SCHEMA_VERSION_KEY))?;
     if reader.schema().fields() != table.schema().fields() {
@@ -142,14 +156,13 @@ pub fn read_stream(path: &Path, table: Table) -> Result<(Vec<RecordBatch>, bool)
             reason: format!("columns differ from the {} table's schema", table.name()),
         });
     }
-    let mut batches = Vec::new();
     for batch in reader {
         match batch {
-            Ok(b) => batches.push(b),
-            Err(_) => return Ok((batches, true)),
+            Ok(b) => f(b)?,
+            Err(_) => return Ok(true),
         }
     }
-    Ok((batches, false))
+    Ok(false)
 }
 
 pub fn check_version(path: &Path, found: Option<&String>) -> Result<(), TraceError> {

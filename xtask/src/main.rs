@@ -1,1 +1,124 @@
-fn main(){}
+//! Project automation: `cargo xtask run | test | bench`. Sets up what a fresh machine
+//! lacks, then builds and runs. Never needed by a plain `cargo build`.
+
+mod bench;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use util::{cargo, root, sh};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  run [-- PROBE ARGS]   build the probe and run it (default: record the demo workload
+                        and summarise it)
+  test                  the whole test suite (what .ci/run runs)
+  bench [--seconds N] [--no-codecarbon]
+                        probe CPU time and peak RSS at default rates on a fake RAPL
+                        tree (1 kHz) and 8 fake GPUs, next to CodeCarbon";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench::bench(&args[1..]),
+        Some("timer-floor") => {
+            bench::timer_floor_loop(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10));
+            Ok(())
+        }
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command '{other}'\n{USAGE}"),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Builds both binaries and records; with no arguments, the demo then its summary.
+fn run(args: &[String]) -> Result<()> {
+    cargo(&["build", "--bin", "eco2ai-probe", "--bin", "eco2ai-analyze"])?;
+    let bin = root().join("target/debug");
+    let probe_args: Vec<String> = match args {
+        [] => ["record", "--demo", "--project", "demo", "--model", "synthetic"].map(String::from).to_vec(),
+        [dashdash, rest @ ..] if dashdash == "--" => rest.to_vec(),
+        other => other.to_vec(),
+    };
+    let mut cmd = vec![bin.join("eco2ai-probe").display().to_string()];
+    if !is_root() {
+        if sh("sudo", &["-n", "true"]).is_ok() {
+            cmd.insert(0, "sudo".into());
+            cmd.insert(1, "-E".into());
+        } else {
+            eprintln!("xtask: not root and no password-less sudo: RAPL (powercap, perf) and eBPF need root; recording without them");
+        }
+    }
+    cmd.extend(probe_args);
+    let out = util::run_capture(&cmd)?;
+    if args.is_empty() {
+        let run_dir = out.lines().last().unwrap_or_default().trim().to_string();
+        if run_dir.is_empty() {
+            bail!("the probe printed no run directory");
+        }
+        util::run_inherit(&[bin.join("eco2ai-analyze").display().to_string(), "summary".into(), run_dir])?;
+    } else {
+        print!("{out}");
+    }
+    Ok(())
+}
+
+/// The whole suite: everything `.ci/run` checks. Ends with one `N passed, N failed`
+/// line totalling every test binary and the smoke run of the main job.
+fn test() -> Result<()> {
+    cargo(&["build", "--workspace", "--all-targets"])?;
+    let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
+    match smoke() {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            eprintln!("xtask: smoke run of the main job failed: {e:#}");
+            failed += 1;
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} test(s) failed");
+    }
+    Ok(())
+}
+
+/// The main job on a short demo: record, then summarise the run it printed.
+fn smoke() -> Result<()> {
+    let bin = root().join("target/debug");
+    let out = std::env::temp_dir().join(format!("eco2ai-smoke-{}", std::process::id()));
+    let probe = bin.join("eco2ai-probe").display().to_string();
+    let cmd = [probe, "record".into(), "--demo".into(), "--duration".into(), "3s".into(), "--out".into(), out.display().to_string()];
+    let printed = util::run_capture(&cmd)?;
+    let run_dir = printed.lines().last().unwrap_or_default().to_string();
+    let summary = util::run_capture(&[bin.join("eco2ai-analyze").display().to_string(), "summary".into(), "--json".into(), run_dir])?;
+    let _ = std::fs::remove_dir_all(&out);
+    let v: serde_json::Value = serde_json::from_str(&summary)?;
+    if v["truncated"] != serde_json::Value::Bool(false) || !(v["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0) {
+        bail!("unexpected summary of the demo run: {summary}");
+    }
+    Ok(())
+}

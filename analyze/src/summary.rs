@@ -1,0 +1,203 @@
+//! Whole-run totals straight from the trace: energy per GPU (driver counter, or the
+//! integral of power where no counter was read) and per CPU domain, duration, and
+//! whether the run was cut off. Per-step attribution builds on the same tables.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use eco2ai_trace::{Run, RunStatus, Table, TraceError};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceEnergy {
+    /// `gpu0`, `package-0`, `dram-0`, `psys`.
+    pub device: String,
+    /// nvml-counter | nvml-power-integral | powercap | perf | estimate
+    pub method: String,
+    pub energy_j: f64,
+    pub avg_power_w: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// The recorder did not finish the run (killed, or still recording).
+    pub truncated: bool,
+    pub duration_s: f64,
+    pub energy_kwh: f64,
+    pub gpu_energy_kwh: f64,
+    pub cpu_energy_kwh: f64,
+    pub devices: Vec<DeviceEnergy>,
+    /// Devices measured by a sensor vs estimated (TDP x utilisation).
+    pub sources: BTreeMap<String, Vec<String>>,
+    pub rows: BTreeMap<String, u64>,
+    pub sensor_errors: BTreeMap<String, u64>,
+    pub dropped_rows: u64,
+}
+
+const J_PER_KWH: f64 = 3.6e6;
+
+fn col_i64(b: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
+    Some(b.column_by_name(name)?.as_primitive_opt::<Int64Type>()?.iter().collect())
+}
+
+fn col_u64(b: &RecordBatch, name: &str) -> Option<Vec<Option<u64>>> {
+    Some(b.column_by_name(name)?.as_primitive_opt::<UInt64Type>()?.iter().collect())
+}
+
+fn col_u32(b: &RecordBatch, name: &str) -> Option<Vec<Option<u32>>> {
+    Some(b.column_by_name(name)?.as_primitive_opt::<UInt32Type>()?.iter().collect())
+}
+
+#[derive(Default)]
+struct GpuAcc {
+    max_energy_mj: Option<u64>,
+    power: Vec<(i64, u32)>,
+}
+
+fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
+    let mut acc: BTreeMap<u32, GpuAcc> = BTreeMap::new();
+    for b in batches {
+        let (Some(ts), Some(gpu), Some(p), Some(e)) = (col_i64(b, "ts_ns"), col_u32(b, "gpu"), col_u32(b, "power_mw"), col_u64(b, "energy_mj")) else { continue };
+        for i in 0..b.num_rows() {
+            let (Some(t), Some(g)) = (ts[i], gpu[i]) else { continue };
+            *last_ts = (*last_ts).max(t);
+            let a = acc.entry(g).or_default();
+            if let Some(e) = e[i] {
+                a.max_energy_mj = Some(a.max_energy_mj.map_or(e, |m| m.max(e)));
+            }
+            if let Some(p) = p[i] {
+                a.power.push((t, p));
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(g, mut a)| {
+            a.power.sort_unstable();
+            let span_s = match (a.power.first(), a.power.last()) {
+                (Some(f), Some(l)) => (l.0 - f.0) as f64 / 1e9,
+                _ => 0.0,
+            };
+            let (method, energy_j) = match a.max_energy_mj {
+                Some(e) => ("nvml-counter", e as f64 / 1e3),
+                None => ("nvml-power-integral", trapezoid_j(&a.power)),
+            };
+            DeviceEnergy { device: format!("gpu{g}"), method: method.into(), energy_j, avg_power_w: energy_j / span_s.max(1e-9) }
+        })
+        .collect()
+}
+
+/// Trapezoidal integral of (ts_ns, power_mw) samples, in joules.
+pub fn trapezoid_j(samples: &[(i64, u32)]) -> f64 {
+    samples.windows(2).map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 as f64 + w[1].1 as f64) / 2.0 / 1e3).sum()
+}
+
+fn cpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
+    let mut acc: BTreeMap<(String, String), (u64, i64, i64)> = BTreeMap::new();
+    for b in batches {
+        let (Some(ts), Some(e)) = (col_i64(b, "ts_ns"), col_u64(b, "energy_uj")) else { continue };
+        let (Some(dom), Some(src)) = (b.column_by_name("domain"), b.column_by_name("source")) else { continue };
+        let (Some(dom), Some(src)) = (dom.as_string_opt::<i32>(), src.as_string_opt::<i32>()) else { continue };
+        for i in 0..b.num_rows() {
+            let (Some(t), Some(e)) = (ts[i], e[i]) else { continue };
+            if dom.is_null(i) || src.is_null(i) {
+                continue;
+            }
+            *last_ts = (*last_ts).max(t);
+            let a = acc.entry((dom.value(i).to_string(), src.value(i).to_string())).or_insert((0, t, t));
+            *a = (a.0.max(e), a.1.min(t), a.2.max(t));
+        }
+    }
+    acc.into_iter()
+        .map(|((device, method), (e, first, last))| {
+            let energy_j = e as f64 / 1e6;
+            DeviceEnergy { device, method, energy_j, avg_power_w: energy_j / ((last - first) as f64 / 1e9).max(1e-9) }
+        })
+        .collect()
+}
+
+/// CPU total without double counting: packages (which contain core and uncore) plus
+/// DRAM; psys alone only where there is no package counter.
+fn cpu_total_j(devices: &[DeviceEnergy]) -> f64 {
+    let is = |d: &DeviceEnergy, p: &str| d.device == p || d.device.starts_with(&format!("{p}-"));
+    let pkg: f64 = devices.iter().filter(|d| is(d, "package") || is(d, "dram")).map(|d| d.energy_j).sum();
+    if devices.iter().any(|d| is(d, "package")) {
+        pkg
+    } else {
+        devices.iter().filter(|d| is(d, "psys")).map(|d| d.energy_j).sum()
+    }
+}
+
+pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
+    let run = Run::open(dir)?;
+    let m = run.meta().clone();
+    let mut last_ts = m.start_ns;
+    let gpus = gpu_energy(&run.read_table(Table::Gpu)?.batches, &mut last_ts);
+    let cpus = cpu_energy(&run.read_table(Table::Cpu)?.batches, &mut last_ts);
+    let end = m.end_ns.unwrap_or(last_ts);
+    let gpu_j: f64 = gpus.iter().map(|d| d.energy_j).sum();
+    let cpu_j = cpu_total_j(&cpus);
+    let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in gpus.iter().chain(cpus.iter()) {
+        let kind = if d.method == "estimate" { "estimated" } else { "measured" };
+        sources.entry(kind.into()).or_default().push(format!("{} ({})", d.device, d.method));
+    }
+    Ok(Summary {
+        run_id: m.run_id.clone(),
+        status: m.status,
+        truncated: m.status != RunStatus::Complete,
+        duration_s: (end - m.start_ns).max(0) as f64 / 1e9,
+        energy_kwh: (gpu_j + cpu_j) / J_PER_KWH,
+        gpu_energy_kwh: gpu_j / J_PER_KWH,
+        cpu_energy_kwh: cpu_j / J_PER_KWH,
+        devices: gpus.into_iter().chain(cpus).collect(),
+        sources,
+        rows: m.rows.clone(),
+        sensor_errors: m.sensor_errors.clone(),
+        dropped_rows: m.dropped_rows,
+    })
+}
+
+impl Summary {
+    pub fn to_table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let state = if self.truncated { format!("{:?}: cut off, figures cover what was recorded", self.status) } else { "complete".into() };
+        let _ = writeln!(s, "run        {} ({state})", self.run_id);
+        let _ = writeln!(s, "duration   {:.1} s", self.duration_s);
+        let _ = writeln!(s, "energy     {:.6} kWh (GPU {:.6}, CPU {:.6})", self.energy_kwh, self.gpu_energy_kwh, self.cpu_energy_kwh);
+        for d in &self.devices {
+            let _ = writeln!(s, "  {:<12} {:<20} {:>12.1} J {:>9.1} W avg", d.device, d.method, d.energy_j, d.avg_power_w);
+        }
+        if let Some(est) = self.sources.get("estimated") {
+            let _ = writeln!(s, "estimated  {} (no sensor: TDP x utilisation)", est.join(", "));
+        }
+        let errs: Vec<String> = self.sensor_errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(s, "errors     {}", if errs.is_empty() { "none".into() } else { errs.join(", ") });
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trapezoid_of_constant_power() {
+        // 100 W for 2 s
+        assert!((trapezoid_j(&[(0, 100_000), (1_000_000_000, 100_000), (2_000_000_000, 100_000)]) - 200.0).abs() < 1e-9);
+        assert_eq!(trapezoid_j(&[(0, 5)]), 0.0);
+    }
+
+    #[test]
+    fn cpu_total_does_not_double_count() {
+        let d = |n: &str, e: f64| DeviceEnergy { device: n.into(), method: "powercap".into(), energy_j: e, avg_power_w: 0.0 };
+        let all = [d("package-0", 100.0), d("core-0", 60.0), d("dram-0", 10.0), d("psys", 200.0)];
+        assert_eq!(cpu_total_j(&all), 110.0);
+        assert_eq!(cpu_total_j(&[d("psys", 200.0)]), 200.0);
+    }
+}
