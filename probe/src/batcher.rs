@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
-use eco2ai_trace::{CpuRow, GpuRow, ProcRow, Rows};
+use eco2ai_trace::{CpuRow, EvalRow, GpuRow, ProcRow, Rows, StepRow};
 
 pub struct Batcher {
     tx: SyncSender<Rows>,
@@ -14,13 +14,15 @@ pub struct Batcher {
     pub gpu: Vec<GpuRow>,
     pub cpu: Vec<CpuRow>,
     pub procs: Vec<ProcRow>,
+    pub steps: Vec<StepRow>,
+    pub evals: Vec<EvalRow>,
     last_send_ns: i64,
     every_ns: i64,
 }
 
 impl Batcher {
     pub fn new(tx: SyncSender<Rows>, dropped: Arc<AtomicU64>, every_ns: i64) -> Batcher {
-        Batcher { tx, dropped, gpu: Vec::new(), cpu: Vec::new(), procs: Vec::new(), last_send_ns: 0, every_ns }
+        Batcher { tx, dropped, gpu: Vec::new(), cpu: Vec::new(), procs: Vec::new(), steps: Vec::new(), evals: Vec::new(), last_send_ns: 0, every_ns }
     }
 
     /// Sends what is buffered if the batch is old enough (or `force`).
@@ -39,6 +41,14 @@ impl Batcher {
         }
         if !self.procs.is_empty() {
             let rows = Rows::Procs(refill(&mut self.procs));
+            self.send(rows);
+        }
+        if !self.steps.is_empty() {
+            let rows = Rows::Steps(refill(&mut self.steps));
+            self.send(rows);
+        }
+        if !self.evals.is_empty() {
+            let rows = Rows::Evals(refill(&mut self.evals));
             self.send(rows);
         }
     }
@@ -68,6 +78,8 @@ impl Drop for Batcher {
             Rows::Gpu(std::mem::take(&mut self.gpu)),
             Rows::Cpu(std::mem::take(&mut self.cpu)),
             Rows::Procs(std::mem::take(&mut self.procs)),
+            Rows::Steps(std::mem::take(&mut self.steps)),
+            Rows::Evals(std::mem::take(&mut self.evals)),
         ] {
             if !rows.is_empty() {
                 let n = rows.len() as u64;

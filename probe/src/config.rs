@@ -94,6 +94,10 @@ pub struct RecordArgs {
     /// Do not load the eBPF probe (steps then come through the marker socket).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Marker library to announce to the command (default: the one shipped beside
+    /// this binary).
+    #[arg(long)]
+    pub marker_lib: Option<PathBuf>,
     /// CPU TDP in watts for the estimate where no RAPL counter moves.
     #[arg(long)]
     pub cpu_tdp_w: Option<f64>,
@@ -131,6 +135,7 @@ pub struct RecordConfig {
     pub sensors: SensorConfig,
     pub workload: Workload,
     pub no_ebpf: bool,
+    pub marker_lib: Option<PathBuf>,
 }
 
 pub const DEMO_DURATION: Duration = Duration::from_secs(15);
@@ -189,7 +194,7 @@ impl RecordArgs {
             country: self.country.map(|c| c.to_ascii_uppercase()),
             region: self.region,
         };
-        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf })
+        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf, marker_lib: self.marker_lib })
     }
 }
 

@@ -3,7 +3,46 @@
 //! fresh machine has something to record. Run as the recorded command, like any
 //! user workload.
 
+use std::ffi::{CString, c_void};
 use std::time::{Duration, Instant};
+
+use eco2ai_marker::Eco2aiStep;
+
+use crate::markers::ENV_MARKER_LIB;
+
+/// The step markers, loaded from the library the probe announced, as a user's
+/// training loop would load them.
+struct Markers {
+    begin: extern "C" fn(u64),
+    end: unsafe extern "C" fn(*const Eco2aiStep),
+    eval: extern "C" fn(u64, f64),
+}
+
+fn sym(lib: *mut c_void, name: &str) -> Option<*mut c_void> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `lib` is a live handle from dlopen and `c` a NUL-terminated name.
+    let p = unsafe { libc::dlsym(lib, c.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
+fn load_markers() -> Option<Markers> {
+    let path = CString::new(std::env::var(ENV_MARKER_LIB).ok()?).ok()?;
+    // SAFETY: dlopen with a NUL-terminated path; the handle is never closed, so the
+    // symbols stay valid for the life of the process.
+    let lib = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+    if lib.is_null() {
+        return None;
+    }
+    let (b, e, v) = (sym(lib, "eco2ai_step_begin")?, sym(lib, "eco2ai_step_end")?, sym(lib, "eco2ai_eval")?);
+    // SAFETY: these symbols have exactly these C signatures (marker/include/eco2ai_marker.h).
+    unsafe {
+        Some(Markers {
+            begin: std::mem::transmute::<*mut c_void, extern "C" fn(u64)>(b),
+            end: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*const Eco2aiStep)>(e),
+            eval: std::mem::transmute::<*mut c_void, extern "C" fn(u64, f64)>(v),
+        })
+    }
+}
 
 pub struct DemoConfig {
     pub duration: Duration,
@@ -34,23 +73,39 @@ fn matmul_for(d: Duration, seed: u64) -> f64 {
 
 /// Runs the demo; prints one line every 10 steps. Returns the number of steps.
 pub fn run(cfg: &DemoConfig) -> u64 {
+    let markers = load_markers();
+    if markers.is_none() {
+        eprintln!("demo: no marker library in {ENV_MARKER_LIB}: steps will not be marked");
+    }
     let start = Instant::now();
     let mut step = 0u64;
     let compute = cfg.step.mul_f64(0.8);
     let load = cfg.step.mul_f64(0.2);
     while start.elapsed() < cfg.duration {
         step += 1;
+        if let Some(m) = &markers {
+            (m.begin)(step);
+        }
         std::thread::scope(|s| {
             for t in 0..cfg.threads {
                 s.spawn(move || matmul_for(compute, step * 31 + t as u64));
             }
         });
+        let loss = 4.0 * (-(step as f64) / 80.0).exp() + 0.5;
+        let samples = 32;
+        if let Some(m) = &markers {
+            let s = Eco2aiStep { step, samples, tokens: samples * 512, loss, lr: 3e-4, epoch: step as f64 / 200.0 };
+            // SAFETY: a valid step struct that outlives the call.
+            unsafe { (m.end)(&s) };
+        }
         std::thread::sleep(load); // "data loading"
         if step % 50 == 0 {
             std::thread::sleep(cfg.step * 3); // "evaluation"
+            if let Some(m) = &markers {
+                (m.eval)(step, loss * 1.1);
+            }
         }
         if step % 10 == 0 {
-            let loss = 4.0 * (-(step as f64) / 80.0).exp() + 0.5;
             eprintln!("demo: step {step} loss {loss:.3}");
         }
     }

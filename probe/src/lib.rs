@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod host;
+pub mod markers;
 pub mod record;
 pub mod recorder;
 pub mod runner;

@@ -11,6 +11,7 @@ use eco2ai_trace::{Meta, Sampling, SensorStatus, TraceWriter};
 use crate::clock::{mono_to_unix_ns, monotonic_ns, unix_ns};
 use crate::config::{RecordConfig, Workload};
 use crate::host::{self, Host};
+use crate::markers::{self, MarkerSocket};
 use crate::recorder::{Finished, Recorder};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
@@ -96,14 +97,18 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
-    let meta = build_meta(&cfg, &host, sensors.status.clone(), sensors.gpus.clone(), sensors.estimate_tdp_w);
+    let (markers, marker_env, marker_status) = marker_setup(&cfg)?;
+    let mut status = sensors.status.clone();
+    status.extend(marker_status);
+    let meta = build_meta(&cfg, &host, status, sensors.gpus.clone(), sensors.estimate_tdp_w);
     let dir = cfg.out.join(&meta.run_id);
     let writer = TraceWriter::create(&dir, meta).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let signals = SignalForwarder::install()?;
-    let recorder = Recorder::start(writer, sensors, cfg.intervals.clone(), ErrorCounts::default()).context("starting sampler threads")?;
+    let recorder = Recorder::start(writer, sensors, markers, cfg.intervals.clone(), ErrorCounts::default())
+        .context("starting sampler threads")?;
 
     let exit_code = match argv {
-        Some(a) => match run_command(&a, &dir, &recorder, &signals) {
+        Some(a) => match run_command(&a, &dir, marker_env, &recorder, &signals) {
             Ok(code) => code,
             Err(e) => {
                 let _ = recorder.stop();
@@ -128,11 +133,33 @@ fn unreachable_duration() -> ! {
     std::process::abort()
 }
 
-fn run_command(argv: &[String], dir: &std::path::Path, rec: &Recorder, sig: &SignalForwarder) -> Result<i32> {
-    let env = vec![
+/// The marker socket, the environment that announces it and the marker library, and
+/// a status line saying which path steps take.
+fn marker_setup(cfg: &RecordConfig) -> Result<(Option<MarkerSocket>, Vec<(String, String)>, Vec<SensorStatus>)> {
+    let mut env = Vec::new();
+    let lib = markers::find_marker_lib(cfg.marker_lib.as_deref());
+    if let Some(lib) = &lib {
+        env.push((markers::ENV_MARKER_LIB.to_string(), lib.display().to_string()));
+    }
+    let sock = MarkerSocket::bind().context("binding the marker socket")?;
+    env.push((eco2ai_marker::ENV_SOCKET.to_string(), sock.env_value.clone()));
+    let why = if cfg.no_ebpf { "--no-ebpf" } else { "eBPF uprobes are not built into this probe yet" };
+    let lib_note = lib.map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string());
+    let status = vec![SensorStatus {
+        kind: "markers".into(),
+        name: "steps".into(),
+        used: true,
+        note: format!("Unix socket {} ({why}); library {lib_note}", sock.env_value),
+    }];
+    Ok((Some(sock), env, status))
+}
+
+fn run_command(argv: &[String], dir: &std::path::Path, marker_env: Vec<(String, String)>, rec: &Recorder, sig: &SignalForwarder) -> Result<i32> {
+    let mut env = vec![
         (ENV_RUN_DIR.to_string(), dir.display().to_string()),
         (ENV_PROBE_PID.to_string(), std::process::id().to_string()),
     ];
+    env.extend(marker_env);
     let mut child = runner::spawn(argv, &env)?;
     sig.child_pid.store(child.id() as i32, Ordering::SeqCst);
     rec.job_pid.store(child.id(), Ordering::SeqCst);
@@ -178,6 +205,8 @@ pub fn info(cfg: &SensorConfig) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
     let _ = writeln!(s, "cpu       {} x{} socket(s), {} threads", host.cpu_model, host.cpu_sockets, host.cpu_threads);
+    let lib = markers::find_marker_lib(None);
+    let _ = writeln!(s, "markers   {}", lib.map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string()));
     let _ = writeln!(s, "sensors:");
     for st in &sensors.status {
         let mark = if st.used { "used   " } else { "missing" };

@@ -13,6 +13,7 @@ use eco2ai_trace::{CpuRow, Meta, Rows, TraceError, TraceWriter};
 
 use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
+use crate::markers::{self, MarkerSocket};
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
 use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
@@ -114,7 +115,13 @@ fn run_every(interval_ns: i64, stop: &AtomicBool, mut tick: impl FnMut(i64)) {
 }
 
 impl Recorder {
-    pub fn start(writer: TraceWriter, sensors: Sensors, iv: Intervals, errors: ErrorCounts) -> std::io::Result<Recorder> {
+    pub fn start(
+        writer: TraceWriter,
+        sensors: Sensors,
+        markers: Option<MarkerSocket>,
+        iv: Intervals,
+        errors: ErrorCounts,
+    ) -> std::io::Result<Recorder> {
         let stop = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
         let job_pid = Arc::new(AtomicU32::new(0));
@@ -140,6 +147,10 @@ impl Recorder {
             let mut rapl = RaplSampler::new(sensors.rapl, errors.clone());
             let (s, n) = (stop.clone(), iv.rapl_ns);
             spawn("rapl", Box::new(move |mut b| run_every(n, &s, |t| { rapl.poll(t, &mut b.cpu); b.maybe_send(t, false) })))?;
+        }
+        if let Some(sock) = markers {
+            let (s, e) = (stop.clone(), errors.clone());
+            spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?;
         }
         let mut cpu = CpuLoop::new(sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets)), job_pid.clone(), iv.procs_ns);
         let (s, n) = (stop.clone(), iv.cpu_ns);

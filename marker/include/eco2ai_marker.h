@@ -1,0 +1,32 @@
+/* hf-eco2ai step markers. Call eco2ai_step_begin/eco2ai_step_end around every optimizer
+ * step and eco2ai_eval after every evaluation. Under `eco2ai-probe record` the probe sees
+ * each call (eBPF uprobes, or a Unix socket where eBPF is unavailable) and stamps it on
+ * the clock of its power samples. Outside a recording a call costs a plain function call.
+ * Library: libeco2ai_marker.so; the probe puts its path in ECO2AI_MARKER_LIB. */
+#ifndef ECO2AI_MARKER_H
+#define ECO2AI_MARKER_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct eco2ai_step {
+    uint64_t step;
+    uint64_t samples;  /* samples in this step (0 if unknown) */
+    uint64_t tokens;   /* tokens in this step (0 if unknown) */
+    double loss;       /* NaN if unknown */
+    double lr;         /* NaN if unknown */
+    double epoch;      /* NaN if unknown */
+};
+
+void eco2ai_step_begin(uint64_t step);
+void eco2ai_step_end(const struct eco2ai_step *s);
+void eco2ai_eval(uint64_t step, double eval_loss);
+/* Events this process could not hand to the probe (socket path only). */
+uint64_t eco2ai_marker_lost(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,123 @@
+//! Step markers for hf-eco2ai: `libeco2ai_marker.so`, C ABI (see
+//! `include/eco2ai_marker.h`). The probe's uprobes attach to these symbols; where eBPF
+//! cannot load, the probe sets `ECO2AI_MARKER_SOCKET` and each call also sends a
+//! 64-byte event over that Unix datagram socket.
+//!
+//! Floats never travel in registers the uprobes read: `eco2ai_step_end` takes a
+//! pointer to a `#[repr(C)]` struct and `eco2ai_eval` hands its loss on as bits to
+//! `eco2ai_eval_bits`, which is the symbol the eval uprobe attaches to.
+
+pub mod wire;
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use wire::{Event, EventKind, Eco2aiStep};
+
+/// Environment variable naming the probe's socket (`@name` = abstract namespace).
+pub const ENV_SOCKET: &str = "ECO2AI_MARKER_SOCKET";
+
+static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+fn connect(spec: &str) -> Option<UnixDatagram> {
+    let sock = UnixDatagram::unbound().ok()?;
+    let ok = match spec.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+            sock.connect_addr(&addr).is_ok()
+        }
+        None => sock.connect(spec).is_ok(),
+    };
+    ok.then_some(sock)
+}
+
+fn socket() -> Option<&'static UnixDatagram> {
+    SOCKET
+        .get_or_init(|| std::env::var(ENV_SOCKET).ok().and_then(|s| connect(&s)))
+        .as_ref()
+}
+
+fn send(ev: Event) {
+    if let Some(sock) = socket() {
+        // Blocking send: in the fallback path losing a step is worse than waiting for
+        // the probe to drain its queue.
+        if sock.send(&ev.encode()).is_err() {
+            LOST.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+fn event(kind: EventKind, step: u64) -> Event {
+    Event {
+        kind,
+        // SAFETY: getpid has no preconditions.
+        pid: unsafe { libc::getpid() } as u32,
+        ts_ns: monotonic_ns(),
+        step,
+        ..Event::default()
+    }
+}
+
+/// Marks the start of optimizer step `step`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_step_begin(step: u64) {
+    if socket().is_some() {
+        send(event(EventKind::Begin, step));
+    }
+}
+
+/// Marks the end of a step. A null pointer is ignored.
+///
+/// # Safety
+/// `s` is null or points to a valid `struct eco2ai_step`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn eco2ai_step_end(s: *const Eco2aiStep) {
+    if s.is_null() || socket().is_none() {
+        return;
+    }
+    // SAFETY: the caller passes a valid, aligned eco2ai_step (checked non-null above).
+    let st = unsafe { *s };
+    let mut ev = event(EventKind::End, st.step);
+    ev.samples = st.samples;
+    ev.tokens = st.tokens;
+    ev.loss = st.loss;
+    ev.lr = st.lr;
+    ev.epoch = st.epoch;
+    send(ev);
+}
+
+/// Marks an evaluation after step `step`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_eval(step: u64, eval_loss: f64) {
+    eco2ai_eval_bits(step, eval_loss.to_bits());
+}
+
+/// `eco2ai_eval` with the loss as integer bits: the symbol the eval uprobe reads.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_eval_bits(step: u64, eval_loss_bits: u64) {
+    if socket().is_some() {
+        let mut ev = event(EventKind::Eval, step);
+        ev.loss = f64::from_bits(eval_loss_bits);
+        send(ev);
+    }
+}
+
+/// Events this process could not hand to the probe.
+#[unsafe(no_mangle)]
+pub extern "C" fn eco2ai_marker_lost() -> u64 {
+    LOST.load(Ordering::Relaxed)
+}

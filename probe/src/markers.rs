@@ -1,0 +1,118 @@
+//! Steps and evaluations from the marker library through the Unix-socket fallback:
+//! the probe binds an abstract datagram socket, names it to the recorded command in
+//! `ECO2AI_MARKER_SOCKET`, and pairs each process's begin/end events into step rows.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use eco2ai_marker::wire::{EVENT_LEN, Event, EventKind};
+use eco2ai_trace::{EvalRow, StepRow};
+
+use crate::batcher::Batcher;
+use crate::samplers::errors::{ErrorCounts, SensorError};
+
+pub const ENV_MARKER_LIB: &str = "ECO2AI_MARKER_LIB";
+pub const LIB_NAME: &str = "libeco2ai_marker.so";
+
+/// The marker library this probe ships: `--marker-lib`, else next to the executable,
+/// else in `../lib` beside it.
+pub fn find_marker_lib(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(LIB_NAME), dir.join("../lib").join(LIB_NAME)].into_iter().find(|p| p.is_file())
+}
+
+pub struct MarkerSocket {
+    /// The value of ECO2AI_MARKER_SOCKET: `@` + the abstract name.
+    pub env_value: String,
+    sock: UnixDatagram,
+}
+
+impl MarkerSocket {
+    pub fn bind() -> std::io::Result<MarkerSocket> {
+        let name = format!("eco2ai-{}-{}", std::process::id(), crate::clock::monotonic_ns());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+        let sock = UnixDatagram::bind_addr(&addr)?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(MarkerSocket { env_value: format!("@{name}"), sock })
+    }
+}
+
+fn nan_none(x: f64) -> Option<f64> {
+    (!x.is_nan()).then_some(x)
+}
+
+/// Pairs begin and end events per process.
+#[derive(Default)]
+pub struct Pairing {
+    open: HashMap<u32, (u64, i64)>,
+}
+
+impl Pairing {
+    pub fn handle(&mut self, ev: Event, b: &mut Batcher, errors: &ErrorCounts) {
+        match ev.kind {
+            EventKind::Begin => {
+                if self.open.insert(ev.pid, (ev.step, ev.ts_ns)).is_some() {
+                    errors.add("marker:begin_without_end", &SensorError::Transient("step begun twice".into()));
+                }
+            }
+            EventKind::End => {
+                let begin_ns = match self.open.remove(&ev.pid) {
+                    Some((step, ts)) if step == ev.step => ts,
+                    _ => {
+                        errors.add("marker:end_without_begin", &SensorError::Transient("step ended unbegun".into()));
+                        ev.ts_ns
+                    }
+                };
+                b.steps.push(StepRow {
+                    step: ev.step,
+                    begin_ns,
+                    end_ns: ev.ts_ns,
+                    pid: ev.pid,
+                    samples: (ev.samples > 0).then_some(ev.samples),
+                    tokens: (ev.tokens > 0).then_some(ev.tokens),
+                    loss: nan_none(ev.loss),
+                    lr: nan_none(ev.lr),
+                    epoch: nan_none(ev.epoch),
+                    source: "socket",
+                });
+            }
+            EventKind::Eval => b.evals.push(EvalRow { ts_ns: ev.ts_ns, step: ev.step, pid: ev.pid, eval_loss: nan_none(ev.loss) }),
+        }
+    }
+}
+
+/// Receives until `stop`, then drains what is still queued.
+pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts) {
+    let mut pairing = Pairing::default();
+    let mut buf = [0u8; 2 * EVENT_LEN];
+    let mut draining = false;
+    loop {
+        match sock.sock.recv(&mut buf) {
+            Ok(n) => match Event::decode(&buf[..n]) {
+                Some(ev) => pairing.handle(ev, &mut b, &errors),
+                None => errors.add("marker:socket", &SensorError::Transient("malformed event".into())),
+            },
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if draining {
+                    break;
+                }
+            }
+            Err(e) => errors.add("marker:socket", &SensorError::from_io(&e, "recv")),
+        }
+        b.maybe_send(crate::clock::monotonic_ns(), false);
+        if stop.load(Ordering::Relaxed) && !draining {
+            draining = true;
+            let _ = sock.sock.set_nonblocking(true);
+        }
+    }
+}
