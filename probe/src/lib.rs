@@ -6,6 +6,7 @@ pub mod batcher;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod ebpf;
 pub mod host;
 pub mod markers;
 pub mod record;

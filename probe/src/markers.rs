@@ -52,12 +52,17 @@ fn nan_none(x: f64) -> Option<f64> {
 }
 
 /// Pairs begin and end events per process.
-#[derive(Default)]
 pub struct Pairing {
     open: HashMap<u32, (u64, i64)>,
+    /// `uprobe` or `socket`: the `source` of the rows.
+    source: &'static str,
 }
 
 impl Pairing {
+    pub fn new(source: &'static str) -> Pairing {
+        Pairing { open: HashMap::new(), source }
+    }
+
     pub fn handle(&mut self, ev: Event, b: &mut Batcher, errors: &ErrorCounts) {
         match ev.kind {
             EventKind::Begin => {
@@ -83,7 +88,7 @@ impl Pairing {
                     loss: nan_none(ev.loss),
                     lr: nan_none(ev.lr),
                     epoch: nan_none(ev.epoch),
-                    source: "socket",
+                    source: self.source,
                 });
             }
             EventKind::Eval => b.evals.push(EvalRow { ts_ns: ev.ts_ns, step: ev.step, pid: ev.pid, eval_loss: nan_none(ev.loss) }),
@@ -93,7 +98,7 @@ impl Pairing {
 
 /// Receives until `stop`, then drains what is still queued.
 pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts) {
-    let mut pairing = Pairing::default();
+    let mut pairing = Pairing::new("socket");
     let mut buf = [0u8; 2 * EVENT_LEN];
     let mut draining = false;
     loop {

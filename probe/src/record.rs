@@ -12,7 +12,8 @@ use crate::clock::{mono_to_unix_ns, monotonic_ns, unix_ns};
 use crate::config::{RecordConfig, Workload};
 use crate::host::{self, Host};
 use crate::markers::{self, MarkerSocket};
-use crate::recorder::{Finished, Recorder};
+use crate::ebpf::{EbpfProbe, Tracked};
+use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
 use crate::sensors::{self, SensorConfig};
@@ -97,18 +98,18 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
-    let (markers, marker_env, marker_status) = marker_setup(&cfg)?;
+    let (steps, marker_env, marker_status, tracked) = marker_setup(&cfg)?;
     let mut status = sensors.status.clone();
     status.extend(marker_status);
     let meta = build_meta(&cfg, &host, status, sensors.gpus.clone(), sensors.estimate_tdp_w);
     let dir = cfg.out.join(&meta.run_id);
     let writer = TraceWriter::create(&dir, meta).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let signals = SignalForwarder::install()?;
-    let recorder = Recorder::start(writer, sensors, markers, cfg.intervals.clone(), ErrorCounts::default())
+    let recorder = Recorder::start(writer, sensors, steps, cfg.intervals.clone(), ErrorCounts::default())
         .context("starting sampler threads")?;
 
     let exit_code = match argv {
-        Some(a) => match run_command(&a, &dir, marker_env, &recorder, &signals) {
+        Some(a) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
             Ok(code) => code,
             Err(e) => {
                 let _ = recorder.stop();
@@ -133,28 +134,45 @@ fn unreachable_duration() -> ! {
     std::process::abort()
 }
 
-/// The marker socket, the environment that announces it and the marker library, and
-/// a status line saying which path steps take.
-fn marker_setup(cfg: &RecordConfig) -> Result<(Option<MarkerSocket>, Vec<(String, String)>, Vec<SensorStatus>)> {
+/// Where steps come from (eBPF uprobes, else the marker socket), the environment that
+/// tells the command about it, a status line, and the tracked-process set for eBPF.
+type MarkerSetup = (StepSource, Vec<(String, String)>, Vec<SensorStatus>, Option<Tracked>);
+
+fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
     let mut env = Vec::new();
     let lib = markers::find_marker_lib(cfg.marker_lib.as_deref());
     if let Some(lib) = &lib {
         env.push((markers::ENV_MARKER_LIB.to_string(), lib.display().to_string()));
     }
+    let lib_note = lib.as_ref().map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string());
+    let status = |note: String| vec![SensorStatus { kind: "markers".into(), name: "steps".into(), used: true, note }];
+    let why_not = match (&lib, cfg.no_ebpf) {
+        (_, true) => "--no-ebpf".to_string(),
+        (None, false) => format!("no marker library to attach to ({lib_note})"),
+        (Some(lib), false) => match EbpfProbe::load(lib) {
+            Ok((probe, tracked)) => {
+                let note = format!("eBPF uprobes on {lib_note}; per-process CPU from sched_switch");
+                eprintln!("eco2ai-probe: steps through eBPF uprobes on {lib_note}");
+                return Ok((StepSource::Ebpf(probe), env, status(note), Some(tracked)));
+            }
+            Err(e) => e.to_string(),
+        },
+    };
     let sock = MarkerSocket::bind().context("binding the marker socket")?;
+    eprintln!("eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}", sock.env_value);
     env.push((eco2ai_marker::ENV_SOCKET.to_string(), sock.env_value.clone()));
-    let why = if cfg.no_ebpf { "--no-ebpf" } else { "eBPF uprobes are not built into this probe yet" };
-    let lib_note = lib.map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string());
-    let status = vec![SensorStatus {
-        kind: "markers".into(),
-        name: "steps".into(),
-        used: true,
-        note: format!("Unix socket {} ({why}); library {lib_note}", sock.env_value),
-    }];
-    Ok((Some(sock), env, status))
+    let note = format!("Unix socket {} (eBPF not used: {why_not}); library {lib_note}; per-process CPU from /proc", sock.env_value);
+    Ok((StepSource::Socket(sock), env, status(note), None))
 }
 
-fn run_command(argv: &[String], dir: &std::path::Path, marker_env: Vec<(String, String)>, rec: &Recorder, sig: &SignalForwarder) -> Result<i32> {
+fn run_command(
+    argv: &[String],
+    dir: &std::path::Path,
+    marker_env: Vec<(String, String)>,
+    tracked: Option<Tracked>,
+    rec: &Recorder,
+    sig: &SignalForwarder,
+) -> Result<i32> {
     let mut env = vec![
         (ENV_RUN_DIR.to_string(), dir.display().to_string()),
         (ENV_PROBE_PID.to_string(), std::process::id().to_string()),
@@ -162,6 +180,12 @@ fn run_command(argv: &[String], dir: &std::path::Path, marker_env: Vec<(String, 
     env.extend(marker_env);
     let mut child = runner::spawn(argv, &env)?;
     sig.child_pid.store(child.id() as i32, Ordering::SeqCst);
+    if let Some(mut t) = tracked {
+        // Forks of the command are added by the kernel side from here on.
+        if let Err(e) = t.add(child.id()) {
+            eprintln!("eco2ai-probe: {e}; its steps and CPU time will be missing");
+        }
+    }
     rec.job_pid.store(child.id(), Ordering::SeqCst);
     if let Ok(mut p) = rec.patch.lock() {
         p.pid = Some(child.id());
@@ -206,6 +230,14 @@ pub fn info(cfg: &SensorConfig) -> String {
     let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
     let _ = writeln!(s, "cpu       {} x{} socket(s), {} threads", host.cpu_model, host.cpu_sockets, host.cpu_threads);
     let lib = markers::find_marker_lib(None);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ebpf = match (crate::ebpf::is_built(), root) {
+        (false, _) => "not built into this probe (bpf-linker was missing at build time): steps through the marker socket",
+        (true, false) => "built in, but loading needs root: steps through the marker socket",
+        (true, true) => "built in: steps through uprobes on the marker library, per-process CPU from sched_switch",
+    };
+    let _ = writeln!(s, "ebpf      {ebpf}");
     let _ = writeln!(s, "markers   {}", lib.map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string()));
     let _ = writeln!(s, "sensors:");
     for st in &sensors.status {

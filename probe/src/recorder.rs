@@ -13,6 +13,7 @@ use eco2ai_trace::{CpuRow, Meta, Rows, TraceError, TraceWriter};
 
 use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
+use crate::ebpf::{self, EbpfProbe};
 use crate::markers::{self, MarkerSocket};
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
@@ -77,6 +78,14 @@ impl Totals {
     }
 }
 
+/// Where steps and per-process CPU time come from.
+pub enum StepSource {
+    /// uprobes and sched_switch.
+    Ebpf(EbpfProbe),
+    /// The marker library's datagrams; per-process CPU from /proc.
+    Socket(MarkerSocket),
+}
+
 /// Facts the main thread learns during the run, copied into meta.json at each flush.
 #[derive(Debug, Clone, Default)]
 pub struct MetaPatch {
@@ -118,7 +127,7 @@ impl Recorder {
     pub fn start(
         writer: TraceWriter,
         sensors: Sensors,
-        markers: Option<MarkerSocket>,
+        steps: StepSource,
         iv: Intervals,
         errors: ErrorCounts,
     ) -> std::io::Result<Recorder> {
@@ -148,11 +157,18 @@ impl Recorder {
             let (s, n) = (stop.clone(), iv.rapl_ns);
             spawn("rapl", Box::new(move |mut b| run_every(n, &s, |t| { rapl.poll(t, &mut b.cpu); b.maybe_send(t, false) })))?;
         }
-        if let Some(sock) = markers {
-            let (s, e) = (stop.clone(), errors.clone());
-            spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?;
+        let tree_from_procfs = !matches!(steps, StepSource::Ebpf(_));
+        let (s, e) = (stop.clone(), errors.clone());
+        match steps {
+            StepSource::Socket(sock) => spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?,
+            StepSource::Ebpf(probe) => {
+                let procs_ns = iv.procs_ns;
+                spawn("ebpf", Box::new(move |b| ebpf::read_loop(probe, b, s, e, procs_ns)))?
+            }
         }
-        let mut cpu = CpuLoop::new(sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets)), job_pid.clone(), iv.procs_ns);
+        let estimate = sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets));
+        let tree_pid = if tree_from_procfs { job_pid.clone() } else { Arc::new(AtomicU32::new(0)) };
+        let mut cpu = CpuLoop::new(estimate, tree_pid, iv.procs_ns);
         let (s, n) = (stop.clone(), iv.cpu_ns);
         spawn("procfs", Box::new(move |mut b| run_every(n, &s, |t| { cpu.tick(t, &mut b); b.maybe_send(t, false) })))?;
         drop(tx);

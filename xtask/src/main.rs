@@ -2,6 +2,7 @@
 //! lacks, then builds and runs. Never needed by a plain `cargo build`.
 
 mod bench;
+mod setup;
 mod util;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
   run [-- PROBE ARGS]   build the probe and run it (default: record the demo workload
                         and summarise it)
+  setup                 install the eBPF toolchain (nightly rust-src, bpf-linker)
   test                  the whole test suite (what .ci/run runs)
   bench [--seconds N] [--no-codecarbon]
                         probe CPU time and peak RSS at default rates on a fake RAPL
@@ -37,6 +39,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
+        Some("setup") => setup::setup(),
         Some("bench") => bench::bench(&args[1..]),
         Some("timer-floor") => {
             bench::timer_floor_loop(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10));
@@ -57,6 +60,9 @@ fn is_root() -> bool {
 
 /// Builds both binaries and records; with no arguments, the demo then its summary.
 fn run(args: &[String]) -> Result<()> {
+    if let Err(e) = setup::setup() {
+        eprintln!("xtask: eBPF toolchain not set up ({e:#}); the probe will take steps through the marker socket");
+    }
     cargo(&["build", "--bin", "eco2ai-probe", "--bin", "eco2ai-analyze"])?;
     let bin = root().join("target/debug");
     let probe_args: Vec<String> = match args {
@@ -90,6 +96,12 @@ fn run(args: &[String]) -> Result<()> {
 /// The whole suite: everything `.ci/run` checks. Ends with one `N passed, N failed`
 /// line totalling every test binary and the smoke run of the main job.
 fn test() -> Result<()> {
+    setup::setup()?;
+    if is_root() {
+        // As root (CI) the eBPF programs must build and their privileged tests must run.
+        // SAFETY: single-threaded at this point; no other thread reads the environment.
+        unsafe { std::env::set_var("ECO2AI_REQUIRE_EBPF", "1") };
+    }
     cargo(&["build", "--workspace", "--all-targets"])?;
     let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
     match smoke() {

@@ -54,6 +54,14 @@ impl ErrorCounts {
         }
     }
 
+    /// Adds `n` to a count keyed exactly `key` (for counts that are not sensor errors,
+    /// such as events the kernel side could not deliver).
+    pub fn add_n(&self, key: &str, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(key.to_string()).or_insert(0) += n;
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }

@@ -1,0 +1,58 @@
+//! `#[repr(C)]` events and map names shared by the eBPF programs (`probe-ebpf`) and the
+//! probe. `no_std`: it is compiled for the BPF target too.
+#![no_std]
+
+/// One marker call as the uprobes see it. Same 64-byte layout as the marker library's
+/// socket event (`eco2ai_marker::wire`), so one decoder serves both paths.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MarkerEvent {
+    /// 1 = step begin, 2 = step end, 3 = eval.
+    pub kind: u32,
+    /// Thread-group id (the process) of the caller.
+    pub pid: u32,
+    /// `bpf_ktime_get_ns`: CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    pub step: u64,
+    pub samples: u64,
+    pub tokens: u64,
+    /// f64 bits: the step's loss, or the eval loss.
+    pub loss_bits: u64,
+    pub lr_bits: u64,
+    pub epoch_bits: u64,
+}
+
+pub const MARKER_EVENT_LEN: usize = 64;
+const _: () = assert!(core::mem::size_of::<MarkerEvent>() == MARKER_EVENT_LEN);
+
+/// `struct eco2ai_step` of the marker header, read from user memory by the uprobe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepArgs {
+    pub step: u64,
+    pub samples: u64,
+    pub tokens: u64,
+    pub loss_bits: u64,
+    pub lr_bits: u64,
+    pub epoch_bits: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<StepArgs>() == 48);
+
+pub const KIND_BEGIN: u32 = 1;
+pub const KIND_END: u32 = 2;
+pub const KIND_EVAL: u32 = 3;
+
+/// Slots of the `CONFIG` array map, written by the probe before attaching.
+pub const CONFIG_FORK_CHILD_PID_OFFSET: u32 = 0;
+pub const CONFIG_LEN: u32 = 4;
+
+/// Slots of the per-CPU `COUNTERS` array.
+pub const COUNTER_RINGBUF_FULL: u32 = 0;
+pub const COUNTER_READ_FAILED: u32 = 1;
+pub const COUNTERS_LEN: u32 = 4;
+
+/// Maximum processes tracked in the recorded tree.
+pub const MAX_TRACKED: u32 = 16_384;
+/// Ring buffer size: 8 MiB holds 131,072 events, over a second at 100,000 markers/s.
+pub const RING_BYTES: u32 = 8 << 20;

@@ -1,0 +1,245 @@
+//! Loading the eBPF programs (built by build.rs from `../probe-ebpf`) and reading what
+//! they record: marker events from the ring buffer, and per-process on-CPU time of the
+//! recorded tree from `sched_switch`.
+
+use std::collections::HashMap as StdHashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::programs::{TracePoint, UProbe};
+use aya::programs::uprobe::UProbeScope;
+use aya::Ebpf;
+use eco2ai_marker::wire::Event;
+use eco2ai_probe_common::{CONFIG_FORK_CHILD_PID_OFFSET, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL};
+use eco2ai_trace::{CpuRow, ProcRow};
+use thiserror::Error;
+
+use crate::batcher::Batcher;
+use crate::clock::{monotonic_ns, sleep_until};
+use crate::markers::Pairing;
+use crate::samplers::errors::ErrorCounts;
+
+#[derive(Debug, Error)]
+pub enum EbpfError {
+    #[error("this probe was built without its eBPF programs (bpf-linker was missing at build time)")]
+    NotBuilt,
+    #[error("loading eBPF programs needs root (or CAP_BPF and CAP_PERFMON)")]
+    NotRoot,
+    #[error("{what}: {reason}")]
+    Load { what: String, reason: String },
+}
+
+fn load_err(what: impl Into<String>, e: impl std::fmt::Display) -> EbpfError {
+    EbpfError::Load { what: what.into(), reason: e.to_string() }
+}
+
+/// The object built by build.rs, when it was built.
+fn embedded() -> Option<&'static [u8]> {
+    #[cfg(eco2ai_ebpf)]
+    {
+        Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/eco2ai-probe-ebpf")))
+    }
+    #[cfg(not(eco2ai_ebpf))]
+    {
+        None
+    }
+}
+
+pub fn is_built() -> bool {
+    embedded().is_some()
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Tracepoints need tracefs, which these machines do not mount at boot.
+fn ensure_tracefs() -> Result<(), EbpfError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    let (src, target, fstype) = (c"nodev", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: NUL-terminated strings and no data argument.
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(load_err("mounting tracefs", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Offset of `child_pid` in the sched_process_fork record, from its format file.
+pub fn fork_child_pid_offset(format: &str) -> Option<u32> {
+    let line = format.lines().find(|l| l.contains(" child_pid;"))?;
+    let off = line.split("offset:").nth(1)?.split(';').next()?;
+    off.trim().parse().ok()
+}
+
+/// The processes the programs follow; the main thread adds the recorded command.
+pub struct Tracked(HashMap<MapData, u32, u8>);
+
+impl Tracked {
+    pub fn add(&mut self, pid: u32) -> Result<(), EbpfError> {
+        self.0.insert(pid, 1, 0).map_err(|e| load_err("adding the command to the tracked set", e))
+    }
+}
+
+/// Everything the reader thread needs; owns the programs and their links.
+pub struct EbpfProbe {
+    _ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    oncpu: PerCpuHashMap<MapData, u32, u64>,
+    comm: HashMap<MapData, u32, [u8; 16]>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T, EbpfError>
+where
+    T::Error: std::fmt::Display,
+{
+    let map = ebpf.take_map(name).ok_or_else(|| load_err(name, "map missing from the object"))?;
+    T::try_from(map).map_err(|e| load_err(name, e))
+}
+
+fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str, lib: &Path) -> Result<(), EbpfError> {
+    let p: &mut UProbe = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| load_err(prog, "program missing"))?
+        .try_into()
+        .map_err(|e| load_err(prog, e))?;
+    p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
+    p.attach(symbol, lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching {prog} to {}:{symbol}", lib.display()), e))?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, category: &str) -> Result<(), EbpfError> {
+    let p: &mut TracePoint = ebpf
+        .program_mut(prog)
+        .ok_or_else(|| load_err(prog, "program missing"))?
+        .try_into()
+        .map_err(|e| load_err(prog, e))?;
+    p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
+    p.attach(category, prog).map_err(|e| load_err(format!("attaching {category}:{prog}"), e))?;
+    Ok(())
+}
+
+impl EbpfProbe {
+    /// Loads and attaches everything: uprobes on the marker library at `lib` (its real
+    /// path: a uprobe fires only for the file a process maps), sched_switch and
+    /// sched_process_fork.
+    pub fn load(lib: &Path) -> Result<(EbpfProbe, Tracked), EbpfError> {
+        let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(EbpfError::NotRoot);
+        }
+        let lib = lib.canonicalize().map_err(|e| load_err(format!("marker library {}", lib.display()), e))?;
+        ensure_tracefs()?;
+        let format = std::fs::read_to_string(Path::new(TRACEFS).join("events/sched/sched_process_fork/format"))
+            .map_err(|e| load_err("reading sched_process_fork's format", e))?;
+        let child_off = fork_child_pid_offset(&format).ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))?;
+
+        let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
+        let mut config: Array<MapData, u32> = take(&mut ebpf, "CONFIG")?;
+        config.set(CONFIG_FORK_CHILD_PID_OFFSET, child_off, 0).map_err(|e| load_err("CONFIG", e))?;
+        attach_uprobe(&mut ebpf, "step_begin", "eco2ai_step_begin", &lib)?;
+        attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
+        attach_uprobe(&mut ebpf, "eval_bits", "eco2ai_eval_bits", &lib)?;
+        attach_tracepoint(&mut ebpf, "sched_switch", "sched")?;
+        attach_tracepoint(&mut ebpf, "sched_process_fork", "sched")?;
+        let tracked = Tracked(take(&mut ebpf, "TRACKED")?);
+        let probe = EbpfProbe {
+            ring: take(&mut ebpf, "EVENTS")?,
+            oncpu: take(&mut ebpf, "ONCPU_NS")?,
+            comm: take(&mut ebpf, "COMM")?,
+            counters: take(&mut ebpf, "COUNTERS")?,
+            _ebpf: ebpf,
+        };
+        Ok((probe, tracked))
+    }
+
+    fn drain(&mut self, pairing: &mut Pairing, b: &mut Batcher, errors: &ErrorCounts) {
+        while let Some(item) = self.ring.next() {
+            match Event::decode(&item) {
+                Some(ev) => pairing.handle(ev, b, errors),
+                None => errors.add_n("ebpf:malformed_event", 1),
+            }
+        }
+    }
+
+    fn counter(&self, slot: u32) -> u64 {
+        self.counters.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+}
+
+/// Per-process on-CPU time deltas from the ONCPU_NS map.
+struct OnCpu {
+    last: StdHashMap<u32, u64>,
+    comm: StdHashMap<u32, String>,
+    last_ts: Option<i64>,
+    cpus: u32,
+}
+
+impl OnCpu {
+    fn poll(&mut self, probe: &EbpfProbe, ts_ns: i64, b: &mut Batcher) {
+        let mut sum_ns = 0u64;
+        for (pid, values) in probe.oncpu.iter().flatten() {
+            let total: u64 = values.iter().sum();
+            let delta = total.saturating_sub(self.last.insert(pid, total).unwrap_or(0));
+            let comm = self.comm.entry(pid).or_insert_with(|| {
+                let raw = probe.comm.get(&pid, 0).unwrap_or_default();
+                let end = raw.iter().position(|c| *c == 0).unwrap_or(raw.len());
+                String::from_utf8_lossy(&raw[..end]).into_owned()
+            });
+            sum_ns += delta;
+            b.procs.push(ProcRow { ts_ns, pid, comm: comm.clone(), oncpu_ns: delta, source: "ebpf" });
+        }
+        if let Some(prev) = self.last_ts.replace(ts_ns) {
+            let util = 100.0 * sum_ns as f32 / ((ts_ns - prev).max(1) as f32 * self.cpus as f32);
+            b.cpu.push(CpuRow { ts_ns, domain: "job".into(), source: "ebpf", energy_uj: None, energy_changed: None, util_pct: Some(util.min(100.0)) });
+        }
+    }
+}
+
+/// The reader thread: drains the ring every 20 ms and the on-CPU map every `procs_ns`,
+/// then once more after `stop`.
+pub fn read_loop(mut probe: EbpfProbe, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts, procs_ns: i64) {
+    let mut pairing = Pairing::new("uprobe");
+    let mut oncpu = OnCpu { last: StdHashMap::new(), comm: StdHashMap::new(), last_ts: None, cpus: crate::samplers::procfs::cpu_count() };
+    let mut seen = [0u64; 2];
+    let mut next_procs = monotonic_ns();
+    let mut next = monotonic_ns();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let now = monotonic_ns();
+        probe.drain(&mut pairing, &mut b, &errors);
+        if now >= next_procs || stopping {
+            next_procs = now + procs_ns;
+            oncpu.poll(&probe, now, &mut b);
+            for (i, (slot, key)) in [(COUNTER_RINGBUF_FULL, "ebpf:lost_events"), (COUNTER_READ_FAILED, "ebpf:read_failed")].into_iter().enumerate() {
+                let total = probe.counter(slot);
+                if total > seen[i] {
+                    errors.add_n(key, total - seen[i]);
+                    seen[i] = total;
+                }
+            }
+        }
+        b.maybe_send(now, stopping);
+        if stopping {
+            break;
+        }
+        next += 20_000_000;
+        sleep_until(next.max(monotonic_ns()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_child_pid_offset() {
+        let new = "\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        let old = "\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(super::fork_child_pid_offset(new), Some(20));
+        assert_eq!(super::fork_child_pid_offset(old), Some(44));
+        assert_eq!(super::fork_child_pid_offset("nothing"), None);
+    }
+}
