@@ -118,6 +118,12 @@ pub fn eval_bits(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Does nothing: the benchmark's measure of the bare uprobe trap.
+#[uprobe]
+pub fn empty(_ctx: ProbeContext) -> u32 {
+    0
+}
+
 /// Charges the interval since the last switch on this CPU to the task leaving it
 /// (the current task), when it belongs to the recorded tree.
 #[tracepoint]

@@ -3,46 +3,11 @@
 //! fresh machine has something to record. Run as the recorded command, like any
 //! user workload.
 
-use std::ffi::{CString, c_void};
 use std::time::{Duration, Instant};
 
 use eco2ai_marker::Eco2aiStep;
 
-use crate::markers::ENV_MARKER_LIB;
-
-/// The step markers, loaded from the library the probe announced, as a user's
-/// training loop would load them.
-struct Markers {
-    begin: extern "C" fn(u64),
-    end: unsafe extern "C" fn(*const Eco2aiStep),
-    eval: extern "C" fn(u64, f64),
-}
-
-fn sym(lib: *mut c_void, name: &str) -> Option<*mut c_void> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: `lib` is a live handle from dlopen and `c` a NUL-terminated name.
-    let p = unsafe { libc::dlsym(lib, c.as_ptr()) };
-    (!p.is_null()).then_some(p)
-}
-
-fn load_markers() -> Option<Markers> {
-    let path = CString::new(std::env::var(ENV_MARKER_LIB).ok()?).ok()?;
-    // SAFETY: dlopen with a NUL-terminated path; the handle is never closed, so the
-    // symbols stay valid for the life of the process.
-    let lib = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
-    if lib.is_null() {
-        return None;
-    }
-    let (b, e, v) = (sym(lib, "eco2ai_step_begin")?, sym(lib, "eco2ai_step_end")?, sym(lib, "eco2ai_eval")?);
-    // SAFETY: these symbols have exactly these C signatures (marker/include/eco2ai_marker.h).
-    unsafe {
-        Some(Markers {
-            begin: std::mem::transmute::<*mut c_void, extern "C" fn(u64)>(b),
-            end: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*const Eco2aiStep)>(e),
-            eval: std::mem::transmute::<*mut c_void, extern "C" fn(u64, f64)>(v),
-        })
-    }
-}
+use crate::markers::{ENV_MARKER_LIB, MarkerFns};
 
 pub struct DemoConfig {
     pub duration: Duration,
@@ -73,7 +38,7 @@ fn matmul_for(d: Duration, seed: u64) -> f64 {
 
 /// Runs the demo; prints one line every 10 steps. Returns the number of steps.
 pub fn run(cfg: &DemoConfig) -> u64 {
-    let markers = load_markers();
+    let markers = std::env::var(ENV_MARKER_LIB).ok().and_then(|p| MarkerFns::load(&p));
     if markers.is_none() {
         eprintln!("demo: no marker library in {ENV_MARKER_LIB}: steps will not be marked");
     }

@@ -157,6 +157,24 @@ impl EbpfProbe {
         Ok((probe, tracked))
     }
 
+    /// For the marker benchmark: only the empty uprobe program, attached to `symbols`
+    /// of `lib`, to measure what the bare uprobe trap costs on the same functions.
+    pub fn attach_empty(lib: &Path, symbols: &[&str]) -> Result<Ebpf, EbpfError> {
+        let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
+        let lib = lib.canonicalize().map_err(|e| load_err(format!("{}", lib.display()), e))?;
+        let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
+        let p: &mut UProbe = ebpf
+            .program_mut("empty")
+            .ok_or_else(|| load_err("empty", "program missing"))?
+            .try_into()
+            .map_err(|e| load_err("empty", e))?;
+        p.load().map_err(|e| load_err("loading empty", e))?;
+        for symbol in symbols {
+            p.attach(*symbol, &lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching empty to {symbol}"), e))?;
+        }
+        Ok(ebpf)
+    }
+
     fn drain(&mut self, pairing: &mut Pairing, b: &mut Batcher, errors: &ErrorCounts) {
         while let Some(item) = self.ring.next() {
             match Event::decode(&item) {
