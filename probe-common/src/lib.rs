@@ -25,6 +25,27 @@ pub struct MarkerEvent {
 pub const MARKER_EVENT_LEN: usize = 64;
 const _: () = assert!(core::mem::size_of::<MarkerEvent>() == MARKER_EVENT_LEN);
 
+/// Functions counted per step (`record --uprobe LIB:SYMBOL`, at most this many).
+pub const MAX_STEP_COUNTERS: usize = 4;
+
+/// What the ring buffer carries: the marker event, then the calling process's
+/// cumulative call counts of each counted function at that moment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RingEvent {
+    pub ev: MarkerEvent,
+    pub counts: [u64; MAX_STEP_COUNTERS],
+}
+
+pub const RING_EVENT_LEN: usize = MARKER_EVENT_LEN + 8 * MAX_STEP_COUNTERS;
+const _: () = assert!(core::mem::size_of::<RingEvent>() == RING_EVENT_LEN);
+
+/// Key of the COUNTS map: process and counter slot.
+pub const fn count_key(tgid: u32, slot: u32) -> u64 {
+    ((tgid as u64) << 8) | slot as u64
+}
+
+
 /// `struct eco2ai_step` of the marker header, read from user memory by the uprobe.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -45,6 +66,8 @@ pub const KIND_EVAL: u32 = 3;
 
 /// Slots of the `CONFIG` array map, written by the probe before attaching.
 pub const CONFIG_FORK_CHILD_PID_OFFSET: u32 = 0;
+/// How many counter slots are attached (0 = no counting).
+pub const CONFIG_COUNTERS: u32 = 1;
 pub const CONFIG_LEN: u32 = 4;
 
 /// Slots of the per-CPU `COUNTERS` array.

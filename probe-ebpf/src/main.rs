@@ -2,15 +2,20 @@
 //! per-process on-CPU time of the recorded tree from `sched_switch`.
 #![no_std]
 #![no_main]
+// Atomic add on a map value: the bpf target has no 64-bit atomics in core::sync.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user};
 use aya_ebpf::macros::{map, tracepoint, uprobe};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::programs::{ProbeContext, TracePointContext};
+use core::intrinsics::AtomicOrdering;
 use eco2ai_probe_common::{
-    CONFIG_FORK_CHILD_PID_OFFSET, CONFIG_LEN, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, COUNTERS_LEN, KIND_BEGIN,
-    KIND_END, KIND_EVAL, MAX_TRACKED, MarkerEvent, RING_BYTES, StepArgs,
+    CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, CONFIG_LEN, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, COUNTERS_LEN,
+    KIND_BEGIN, KIND_END, KIND_EVAL, MAX_STEP_COUNTERS, MAX_TRACKED, MarkerEvent, RING_BYTES, RingEvent, StepArgs,
+    count_key,
 };
 
 #[map]
@@ -33,6 +38,11 @@ static COMM: HashMap<u32, [u8; 16]> = HashMap::with_max_entries(MAX_TRACKED, 0);
 /// Per CPU: when the running task was switched in.
 #[map]
 static SWITCHED_IN_NS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Calls of each counted function per process (key: `count_key(tgid, slot)`), added
+/// to atomically since threads of one process call from several CPUs at once.
+#[map]
+static COUNTS: HashMap<u64, u64> = HashMap::with_max_entries(MAX_TRACKED * MAX_STEP_COUNTERS as u32, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
@@ -60,12 +70,77 @@ fn count(slot: u32) {
 }
 
 #[inline(always)]
+fn config(slot: u32) -> u32 {
+    CONFIG.get(slot).copied().unwrap_or(0)
+}
+
+/// The process's total calls of counted function `slot`.
+#[inline(always)]
+fn total_count(tgid: u32, slot: u32) -> u64 {
+    // SAFETY: the value is copied out at once.
+    unsafe { COUNTS.get(&count_key(tgid, slot)).copied().unwrap_or(0) }
+}
+
+#[inline(always)]
 fn emit(ev: &MarkerEvent) {
+    let mut rec = RingEvent { ev: *ev, counts: [0; MAX_STEP_COUNTERS] };
+    let n = config(CONFIG_COUNTERS);
+    for slot in 0..MAX_STEP_COUNTERS as u32 {
+        if slot < n {
+            rec.counts[slot as usize] = total_count(ev.pid, slot);
+        }
+    }
     // No wake-up: the probe drains the ring on its own schedule, which keeps the cost
     // of a marker call near that of the bare uprobe trap.
-    if EVENTS.output::<MarkerEvent>(ev, BPF_RB_NO_WAKEUP as u64).is_err() {
+    if EVENTS.output::<RingEvent>(&rec, BPF_RB_NO_WAKEUP as u64).is_err() {
         count(COUNTER_RINGBUF_FULL);
     }
+}
+
+#[inline(always)]
+fn count_call(slot: u32) -> u32 {
+    let tgid = current_tgid();
+    if !tracked(tgid) {
+        return 0;
+    }
+    let key = count_key(tgid, slot);
+    match COUNTS.get_ptr_mut(&key) {
+        // SAFETY: a live map value; the add is atomic (BPF_ATOMIC add).
+        Some(p) => unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1);
+        },
+        None => {
+            // BPF_NOEXIST: if another CPU created it first, add to that one instead.
+            if COUNTS.insert(&key, &1u64, 1).is_err() {
+                if let Some(p) = COUNTS.get_ptr_mut(&key) {
+                    // SAFETY: as above.
+                    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, 1) };
+                }
+            }
+        }
+    }
+    0
+}
+
+/// `record --uprobe LIB:SYMBOL`: one program per counter slot.
+#[uprobe]
+pub fn count0(_ctx: ProbeContext) -> u32 {
+    count_call(0)
+}
+
+#[uprobe]
+pub fn count1(_ctx: ProbeContext) -> u32 {
+    count_call(1)
+}
+
+#[uprobe]
+pub fn count2(_ctx: ProbeContext) -> u32 {
+    count_call(2)
+}
+
+#[uprobe]
+pub fn count3(_ctx: ProbeContext) -> u32 {
+    count_call(3)
 }
 
 #[inline(always)]

@@ -25,6 +25,8 @@ pub enum ConfigError {
     Country(String),
     #[error("invalid --gpus '{0}': expected comma-separated GPU indices such as 0,1")]
     Gpus(String),
+    #[error("invalid --uprobe '{0}': expected LIB:SYMBOL such as libcuda.so:cuLaunchKernel (at most 4)")]
+    Uprobe(String),
 }
 
 /// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`.
@@ -94,6 +96,10 @@ pub struct RecordArgs {
     /// Do not load the eBPF probe (steps then come through the marker socket).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Count the calls of a function per step, e.g. libcuda.so:cuLaunchKernel
+    /// (eBPF only; repeat for up to 4).
+    #[arg(long = "uprobe", value_name = "LIB:SYMBOL")]
+    pub uprobes: Vec<String>,
     /// Marker library to announce to the command (default: the one shipped beside
     /// this binary).
     #[arg(long)]
@@ -136,6 +142,8 @@ pub struct RecordConfig {
     pub workload: Workload,
     pub no_ebpf: bool,
     pub marker_lib: Option<PathBuf>,
+    /// (library, symbol) counted per step.
+    pub step_counters: Vec<(String, String)>,
 }
 
 pub const DEMO_DURATION: Duration = Duration::from_secs(15);
@@ -188,13 +196,24 @@ impl RecordArgs {
             cpu_tdp_w: self.cpu_tdp_w,
             no_estimate: false,
         };
+        if self.uprobes.len() > 4 {
+            return Err(ConfigError::Uprobe(self.uprobes.join(" ")));
+        }
+        let step_counters = self
+            .uprobes
+            .iter()
+            .map(|u| match u.rsplit_once(':') {
+                Some((lib, sym)) if !lib.is_empty() && !sym.is_empty() => Ok((lib.to_string(), sym.to_string())),
+                _ => Err(ConfigError::Uprobe(u.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let labels = Labels {
             project_name: self.project,
             model_name: self.model,
             country: self.country.map(|c| c.to_ascii_uppercase()),
             region: self.region,
         };
-        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf, marker_lib: self.marker_lib })
+        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf, marker_lib: self.marker_lib, step_counters })
     }
 }
 

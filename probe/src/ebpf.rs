@@ -12,13 +12,16 @@ use aya::programs::{TracePoint, UProbe};
 use aya::programs::uprobe::UProbeScope;
 use aya::Ebpf;
 use eco2ai_marker::wire::Event;
-use eco2ai_probe_common::{CONFIG_FORK_CHILD_PID_OFFSET, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL};
+use eco2ai_probe_common::{
+    CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, MARKER_EVENT_LEN,
+    MAX_STEP_COUNTERS, RING_EVENT_LEN,
+};
 use eco2ai_trace::{CpuRow, ProcRow};
 use thiserror::Error;
 
 use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
-use crate::markers::Pairing;
+use crate::markers::{Counts, Pairing};
 use crate::samplers::errors::ErrorCounts;
 
 #[derive(Debug, Error)]
@@ -90,6 +93,8 @@ pub struct EbpfProbe {
     oncpu: PerCpuHashMap<MapData, u32, u64>,
     comm: HashMap<MapData, u32, [u8; 16]>,
     counters: PerCpuArray<MapData, u64>,
+    /// How many functions are counted per step.
+    step_counters: usize,
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T, EbpfError>
@@ -126,7 +131,12 @@ impl EbpfProbe {
     /// Loads and attaches everything: uprobes on the marker library at `lib` (its real
     /// path: a uprobe fires only for the file a process maps), sched_switch and
     /// sched_process_fork.
-    pub fn load(lib: &Path) -> Result<(EbpfProbe, Tracked), EbpfError> {
+    /// `step_counters`: (library, symbol) of each function whose calls are counted per
+    /// step (`record --uprobe`).
+    pub fn load(lib: &Path, step_counters: &[(String, String)]) -> Result<(EbpfProbe, Tracked), EbpfError> {
+        if step_counters.len() > MAX_STEP_COUNTERS {
+            return Err(load_err("--uprobe", format!("at most {MAX_STEP_COUNTERS} functions can be counted")));
+        }
         let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -140,7 +150,12 @@ impl EbpfProbe {
 
         let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let mut config: Array<MapData, u32> = take(&mut ebpf, "CONFIG")?;
-        config.set(CONFIG_FORK_CHILD_PID_OFFSET, child_off, 0).map_err(|e| load_err("CONFIG", e))?;
+        for (slot, value) in [(CONFIG_FORK_CHILD_PID_OFFSET, child_off), (CONFIG_COUNTERS, step_counters.len() as u32)] {
+            config.set(slot, value, 0).map_err(|e| load_err("CONFIG", e))?;
+        }
+        for (slot, (target, symbol)) in step_counters.iter().enumerate() {
+            attach_uprobe(&mut ebpf, &format!("count{slot}"), symbol, Path::new(target))?;
+        }
         attach_uprobe(&mut ebpf, "step_begin", "eco2ai_step_begin", &lib)?;
         attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
         attach_uprobe(&mut ebpf, "eval_bits", "eco2ai_eval_bits", &lib)?;
@@ -152,6 +167,7 @@ impl EbpfProbe {
             oncpu: take(&mut ebpf, "ONCPU_NS")?,
             comm: take(&mut ebpf, "COMM")?,
             counters: take(&mut ebpf, "COUNTERS")?,
+            step_counters: step_counters.len(),
             _ebpf: ebpf,
         };
         Ok((probe, tracked))
@@ -176,9 +192,20 @@ impl EbpfProbe {
     }
 
     fn drain(&mut self, pairing: &mut Pairing, b: &mut Batcher, errors: &ErrorCounts) {
+        let with_counts = self.step_counters > 0;
         while let Some(item) = self.ring.next() {
-            match Event::decode(&item) {
-                Some(ev) => pairing.handle(ev, b, errors),
+            let ev = (item.len() == RING_EVENT_LEN).then(|| Event::decode(&item[..MARKER_EVENT_LEN])).flatten();
+            match ev {
+                Some(ev) => {
+                    let mut counts: Counts = [0; 4];
+                    for (i, c) in counts.iter_mut().enumerate() {
+                        let at = MARKER_EVENT_LEN + 8 * i;
+                        let mut w = [0u8; 8];
+                        w.copy_from_slice(&item[at..at + 8]);
+                        *c = u64::from_ne_bytes(w);
+                    }
+                    pairing.handle(ev, with_counts.then_some(counts), b, errors)
+                }
                 None => errors.add_n("ebpf:malformed_event", 1),
             }
         }
@@ -221,7 +248,7 @@ impl OnCpu {
 /// The reader thread: drains the ring every 20 ms and the on-CPU map every `procs_ns`,
 /// then once more after `stop`.
 pub fn read_loop(mut probe: EbpfProbe, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts, procs_ns: i64) {
-    let mut pairing = Pairing::new("uprobe");
+    let mut pairing = Pairing::new("uprobe", probe.step_counters);
     let mut oncpu = OnCpu { last: StdHashMap::new(), comm: StdHashMap::new(), last_ts: None, cpus: crate::samplers::procfs::cpu_count() };
     let mut seen = [0u64; 2];
     let mut next_procs = monotonic_ns();

@@ -93,31 +93,45 @@ fn nan_none(x: f64) -> Option<f64> {
 
 /// Pairs begin and end events per process.
 pub struct Pairing {
-    open: HashMap<u32, (u64, i64)>,
+    /// pid -> (step, begin ts, counts at begin)
+    open: HashMap<u32, (u64, i64, Option<Counts>)>,
     /// `uprobe` or `socket`: the `source` of the rows.
     source: &'static str,
+    counters: usize,
 }
 
+/// Cumulative calls of each counted function.
+pub type Counts = [u64; 4];
+
 impl Pairing {
-    pub fn new(source: &'static str) -> Pairing {
-        Pairing { open: HashMap::new(), source }
+    /// `counters`: how many counted functions the events carry (0 on the socket path).
+    pub fn new(source: &'static str, counters: usize) -> Pairing {
+        Pairing { open: HashMap::new(), source, counters: counters.min(4) }
     }
 
-    pub fn handle(&mut self, ev: Event, b: &mut Batcher, errors: &ErrorCounts) {
+    /// `counts`: the process's cumulative calls of each counted function at the event
+    /// (eBPF path with `--uprobe`), for per-step deltas.
+    pub fn handle(&mut self, ev: Event, counts: Option<Counts>, b: &mut Batcher, errors: &ErrorCounts) {
         match ev.kind {
             EventKind::Begin => {
-                if self.open.insert(ev.pid, (ev.step, ev.ts_ns)).is_some() {
+                if self.open.insert(ev.pid, (ev.step, ev.ts_ns, counts)).is_some() {
                     errors.add("marker:begin_without_end", &SensorError::Transient("step begun twice".into()));
                 }
             }
             EventKind::End => {
-                let begin_ns = match self.open.remove(&ev.pid) {
-                    Some((step, ts)) if step == ev.step => ts,
+                let (begin_ns, begin_counts) = match self.open.remove(&ev.pid) {
+                    Some((step, ts, c)) if step == ev.step => (ts, c),
                     _ => {
                         errors.add("marker:end_without_begin", &SensorError::Transient("step ended unbegun".into()));
-                        ev.ts_ns
+                        (ev.ts_ns, None)
                     }
                 };
+                let mut step_counts = [None; 4];
+                if let (Some(a), Some(z)) = (begin_counts, counts) {
+                    for i in 0..self.counters {
+                        step_counts[i] = Some(z[i].saturating_sub(a[i]));
+                    }
+                }
                 b.steps.push(StepRow {
                     step: ev.step,
                     begin_ns,
@@ -129,6 +143,7 @@ impl Pairing {
                     lr: nan_none(ev.lr),
                     epoch: nan_none(ev.epoch),
                     source: self.source,
+                    counts: step_counts,
                 });
             }
             EventKind::Eval => b.evals.push(EvalRow { ts_ns: ev.ts_ns, step: ev.step, pid: ev.pid, eval_loss: nan_none(ev.loss) }),
@@ -138,13 +153,13 @@ impl Pairing {
 
 /// Receives until `stop`, then drains what is still queued.
 pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts) {
-    let mut pairing = Pairing::new("socket");
+    let mut pairing = Pairing::new("socket", 0);
     let mut buf = [0u8; 2 * EVENT_LEN];
     let mut draining = false;
     loop {
         match sock.sock.recv(&mut buf) {
             Ok(n) => match Event::decode(&buf[..n]) {
-                Some(ev) => pairing.handle(ev, &mut b, &errors),
+                Some(ev) => pairing.handle(ev, None, &mut b, &errors),
                 None => errors.add("marker:socket", &SensorError::Transient("malformed event".into())),
             },
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {

@@ -64,6 +64,7 @@ fn build_meta(cfg: &RecordConfig, host: &Host, status: Vec<SensorStatus>, gpus: 
     };
     meta.mono_to_unix_ns = mono_to_unix_ns();
     meta.start_ns = monotonic_ns();
+    meta.step_counters = cfg.step_counters.iter().map(|(l, s)| format!("{l}:{s}")).collect();
     meta.command = match &cfg.workload {
         Workload::Command(c) => c.clone(),
         Workload::Demo(_) => vec!["<demo>".into()],
@@ -149,7 +150,7 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
     let why_not = match (&lib, cfg.no_ebpf) {
         (_, true) => "--no-ebpf".to_string(),
         (None, false) => format!("no marker library to attach to ({lib_note})"),
-        (Some(lib), false) => match EbpfProbe::load(lib) {
+        (Some(lib), false) => match EbpfProbe::load(lib, &cfg.step_counters) {
             Ok((probe, tracked)) => {
                 let note = format!("eBPF uprobes on {lib_note}; per-process CPU from sched_switch");
                 eprintln!("eco2ai-probe: steps through eBPF uprobes on {lib_note}");
@@ -158,6 +159,9 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
             Err(e) => e.to_string(),
         },
     };
+    if !cfg.step_counters.is_empty() {
+        eprintln!("eco2ai-probe: --uprobe counters need eBPF: not counted");
+    }
     let sock = MarkerSocket::bind().context("binding the marker socket")?;
     eprintln!("eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}", sock.env_value);
     env.push((eco2ai_marker::ENV_SOCKET.to_string(), sock.env_value.clone()));

@@ -124,3 +124,29 @@ fn without_privileges_the_socket_takes_over_and_no_step_is_lost() {
     let run = Run::open(&run_dir(&o)).unwrap();
     check_steps(&run, 2_000, "socket");
 }
+
+#[test]
+fn uprobe_counters_count_calls_per_step() {
+    require_ebpf!();
+    let out = tempfile::tempdir().unwrap();
+    let lib = Path::new(env!("CARGO_BIN_EXE_eco2ai-probe")).with_file_name("libeco2ai_marker.so");
+    let counter = format!("{}:eco2ai_marker_lost", lib.display());
+    let o = record(out.path(), &[], &["--uprobe", &counter, "--", "python3", &fixture("markers.py"), "200", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = Run::open(&run_dir(&o)).unwrap();
+    assert_eq!(run.meta().step_counters, vec![counter]);
+    let steps = run.read_table(Table::Steps).unwrap();
+    assert_eq!(steps.num_rows(), 200);
+    for b in &steps.batches {
+        let step = b.column_by_name("step").unwrap().as_primitive::<UInt64Type>();
+        let c0 = b.column_by_name("count_0").unwrap().as_primitive::<UInt64Type>();
+        let c1 = b.column_by_name("count_1").unwrap();
+        for i in 0..b.num_rows() {
+            // Even steps call the counted function 3 times, odd steps not at all; the
+            // final lost() call of the script happens after the last step.
+            let want = if step.value(i) % 2 == 0 { 3 } else { 0 };
+            assert_eq!(c0.value(i), want, "step {}", step.value(i));
+            assert!(c1.is_null(i));
+        }
+    }
+}

@@ -85,6 +85,8 @@ pub struct Meta {
     pub end_ns: Option<i64>,
     pub status: RunStatus,
     pub command: Vec<String>,
+    /// `LIB:SYMBOL` counted per step, in the order of the steps table's `count_N`.
+    pub step_counters: Vec<String>,
     pub pid: Option<u32>,
     pub exit_code: Option<i32>,
     /// Rows a sampler could not hand to the writer (channel full).

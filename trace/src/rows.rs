@@ -51,6 +51,8 @@ pub struct StepRow {
     pub lr: Option<f64>,
     pub epoch: Option<f64>,
     pub source: &'static str,
+    /// Calls of each counted function during the step.
+    pub counts: [Option<u64>; 4],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +204,10 @@ fn steps_columns(v: &[StepRow]) -> Vec<ArrayRef> {
         col!(v, Float64Builder, |r| r.lr),
         col!(v, Float64Builder, |r| r.epoch),
         strings(v.iter().map(|r| r.source)),
+        col!(v, UInt64Builder, |r| r.counts[0]),
+        col!(v, UInt64Builder, |r| r.counts[1]),
+        col!(v, UInt64Builder, |r| r.counts[2]),
+        col!(v, UInt64Builder, |r| r.counts[3]),
     ]
 }
 
@@ -251,6 +257,7 @@ mod tests {
                 lr: None,
                 epoch: None,
                 source: "socket",
+                counts: [Some(3), None, None, None],
             }]),
             Rows::Procs(vec![ProcRow {
                 ts_ns: 1,

@@ -116,6 +116,12 @@ fn steps_fields() -> Vec<Field> {
         opt("lr", Float64),
         opt("epoch", Float64),
         req("source", Utf8),
+        // Calls during the step of each function counted with `record --uprobe`
+        // (meta.json `step_counters` names them), null where not counted.
+        opt("count_0", UInt64),
+        opt("count_1", UInt64),
+        opt("count_2", UInt64),
+        opt("count_3", UInt64),
     ]
 }
 
