@@ -31,26 +31,22 @@ impl Batcher {
             return;
         }
         self.last_send_ns = now_ns;
-        if !self.gpu.is_empty() {
-            let rows = Rows::Gpu(refill(&mut self.gpu));
+        for rows in self.take_all() {
             self.send(rows);
         }
-        if !self.cpu.is_empty() {
-            let rows = Rows::Cpu(refill(&mut self.cpu));
-            self.send(rows);
-        }
-        if !self.procs.is_empty() {
-            let rows = Rows::Procs(refill(&mut self.procs));
-            self.send(rows);
-        }
-        if !self.steps.is_empty() {
-            let rows = Rows::Steps(refill(&mut self.steps));
-            self.send(rows);
-        }
-        if !self.evals.is_empty() {
-            let rows = Rows::Evals(refill(&mut self.evals));
-            self.send(rows);
-        }
+    }
+
+    /// The buffered rows of every table that has some, leaving each buffer empty.
+    fn take_all(&mut self) -> impl Iterator<Item = Rows> + use<> {
+        [
+            take(&mut self.gpu, Rows::Gpu),
+            take(&mut self.cpu, Rows::Cpu),
+            take(&mut self.procs, Rows::Procs),
+            take(&mut self.steps, Rows::Steps),
+            take(&mut self.evals, Rows::Evals),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     fn send(&self, rows: Rows) {
@@ -64,28 +60,23 @@ impl Batcher {
     }
 }
 
-/// Takes the rows out, leaving a vector of the same capacity so that the next batch
-/// does not grow from zero again.
-fn refill<T>(v: &mut Vec<T>) -> Vec<T> {
+/// Takes the rows out if there are any, leaving a vector of the same capacity so that
+/// the next batch does not grow from zero again.
+fn take<T>(v: &mut Vec<T>, wrap: fn(Vec<T>) -> Rows) -> Option<Rows> {
+    if v.is_empty() {
+        return None;
+    }
     let cap = v.capacity();
-    std::mem::replace(v, Vec::with_capacity(cap))
+    Some(wrap(std::mem::replace(v, Vec::with_capacity(cap))))
 }
 
 impl Drop for Batcher {
     fn drop(&mut self) {
         // The last rows of a stopping sampler: wait for room rather than drop them.
-        for rows in [
-            Rows::Gpu(std::mem::take(&mut self.gpu)),
-            Rows::Cpu(std::mem::take(&mut self.cpu)),
-            Rows::Procs(std::mem::take(&mut self.procs)),
-            Rows::Steps(std::mem::take(&mut self.steps)),
-            Rows::Evals(std::mem::take(&mut self.evals)),
-        ] {
-            if !rows.is_empty() {
-                let n = rows.len() as u64;
-                if self.tx.send(rows).is_err() {
-                    self.dropped.fetch_add(n, Ordering::Relaxed);
-                }
+        for rows in self.take_all() {
+            let n = rows.len() as u64;
+            if self.tx.send(rows).is_err() {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
     }

@@ -105,23 +105,23 @@ where
     T::try_from(map).map_err(|e| load_err(name, e))
 }
 
+/// The program `prog` of the object, as its kind `T`.
+fn program<'a, T>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut T, EbpfError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(prog).ok_or_else(|| load_err(prog, "program missing"))?.try_into().map_err(|e| load_err(prog, e))
+}
+
 fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str, lib: &Path) -> Result<(), EbpfError> {
-    let p: &mut UProbe = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| load_err(prog, "program missing"))?
-        .try_into()
-        .map_err(|e| load_err(prog, e))?;
+    let p: &mut UProbe = program(ebpf, prog)?;
     p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
     p.attach(symbol, lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching {prog} to {}:{symbol}", lib.display()), e))?;
     Ok(())
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, category: &str) -> Result<(), EbpfError> {
-    let p: &mut TracePoint = ebpf
-        .program_mut(prog)
-        .ok_or_else(|| load_err(prog, "program missing"))?
-        .try_into()
-        .map_err(|e| load_err(prog, e))?;
+    let p: &mut TracePoint = program(ebpf, prog)?;
     p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
     p.attach(category, prog).map_err(|e| load_err(format!("attaching {category}:{prog}"), e))?;
     Ok(())
@@ -179,11 +179,7 @@ impl EbpfProbe {
         let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
         let lib = lib.canonicalize().map_err(|e| load_err(format!("{}", lib.display()), e))?;
         let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
-        let p: &mut UProbe = ebpf
-            .program_mut("empty")
-            .ok_or_else(|| load_err("empty", "program missing"))?
-            .try_into()
-            .map_err(|e| load_err("empty", e))?;
+        let p: &mut UProbe = program(&mut ebpf, "empty")?;
         p.load().map_err(|e| load_err("loading empty", e))?;
         for symbol in symbols {
             p.attach(*symbol, &lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching empty to {symbol}"), e))?;
