@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use eco2ai_trace::{Run, RunStatus, Table, TraceError};
+use eco2ai_trace::{Run, RunStatus, Table, TraceError, cpu_total_j};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -120,18 +120,6 @@ fn cpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
         .collect()
 }
 
-/// CPU total without double counting: packages (which contain core and uncore) plus
-/// DRAM; psys alone only where there is no package counter.
-fn cpu_total_j(devices: &[DeviceEnergy]) -> f64 {
-    let is = |d: &DeviceEnergy, p: &str| d.device == p || d.device.starts_with(&format!("{p}-"));
-    let pkg: f64 = devices.iter().filter(|d| is(d, "package") || is(d, "dram")).map(|d| d.energy_j).sum();
-    if devices.iter().any(|d| is(d, "package")) {
-        pkg
-    } else {
-        devices.iter().filter(|d| is(d, "psys")).map(|d| d.energy_j).sum()
-    }
-}
-
 pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
     let run = Run::open(dir)?;
     let m = run.meta().clone();
@@ -140,7 +128,7 @@ pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
     let cpus = cpu_energy(&run.read_table(Table::Cpu)?.batches, &mut last_ts);
     let end = m.end_ns.unwrap_or(last_ts);
     let gpu_j: f64 = gpus.iter().map(|d| d.energy_j).sum();
-    let cpu_j = cpu_total_j(&cpus);
+    let cpu_j = cpu_total_j(cpus.iter().map(|d| (d.device.as_str(), d.energy_j)));
     let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in gpus.iter().chain(cpus.iter()) {
         let kind = if d.method == "estimate" { "estimated" } else { "measured" };
@@ -191,13 +179,5 @@ mod tests {
         // 100 W for 2 s
         assert!((trapezoid_j(&[(0, 100_000), (1_000_000_000, 100_000), (2_000_000_000, 100_000)]) - 200.0).abs() < 1e-9);
         assert_eq!(trapezoid_j(&[(0, 5)]), 0.0);
-    }
-
-    #[test]
-    fn cpu_total_does_not_double_count() {
-        let d = |n: &str, e: f64| DeviceEnergy { device: n.into(), method: "powercap".into(), energy_j: e, avg_power_w: 0.0 };
-        let all = [d("package-0", 100.0), d("core-0", 60.0), d("dram-0", 10.0), d("psys", 200.0)];
-        assert_eq!(cpu_total_j(&all), 110.0);
-        assert_eq!(cpu_total_j(&[d("psys", 200.0)]), 200.0);
     }
 }

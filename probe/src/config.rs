@@ -17,9 +17,9 @@ pub enum ConfigError {
     Duration(String),
     #[error("{flag} must be between {min} and {max}, got {got}")]
     Range { flag: &'static str, min: String, max: String, got: String },
-    #[error("nothing to record: give a command after '--', or --duration, or --demo")]
+    #[error("nothing to record: give a command after '--', or --pid, --duration or --demo")]
     NothingToRecord,
-    #[error("give either a command or --duration/--demo, not both")]
+    #[error("give one of a command, --pid, --duration/--demo, not both")]
     Both,
     #[error("invalid --country '{0}': expected an ISO 3166 alpha-2 code such as FR or US")]
     Country(String),
@@ -93,6 +93,10 @@ pub struct RecordArgs {
     /// Record the built-in demo workload.
     #[arg(long)]
     pub demo: bool,
+    /// Join a process that is already running (and its children) until it exits or
+    /// the probe is stopped (how the Trainer callback records its own process).
+    #[arg(long)]
+    pub pid: Option<u32>,
     /// Do not load the eBPF probe (steps then come through the marker socket).
     #[arg(long)]
     pub no_ebpf: bool,
@@ -130,6 +134,7 @@ pub enum Workload {
     Command(Vec<String>),
     Duration(Duration),
     Demo(Duration),
+    Pid(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -171,12 +176,13 @@ impl RecordArgs {
             flush_ns: check("--flush-interval", self.flush_interval, ms(10), ms(10_000))?,
             segment_ns: check("--segment-interval", self.segment_interval, self.flush_interval, Duration::from_secs(3600))?,
         };
-        let workload = match (self.command.is_empty(), self.demo, self.duration) {
-            (false, false, None) => Workload::Command(self.command),
-            (false, _, _) => return Err(ConfigError::Both),
-            (true, true, d) => Workload::Demo(d.unwrap_or(DEMO_DURATION)),
-            (true, false, Some(d)) => Workload::Duration(d),
-            (true, false, None) => return Err(ConfigError::NothingToRecord),
+        let workload = match (self.command.is_empty(), self.demo, self.duration, self.pid) {
+            (false, false, None, None) => Workload::Command(self.command),
+            (true, false, None, Some(pid)) => Workload::Pid(pid),
+            (false, _, _, _) | (_, _, _, Some(_)) => return Err(ConfigError::Both),
+            (true, true, d, None) => Workload::Demo(d.unwrap_or(DEMO_DURATION)),
+            (true, false, Some(d), None) => Workload::Duration(d),
+            (true, false, None, None) => return Err(ConfigError::NothingToRecord),
         };
         if let Some(c) = &self.country {
             if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {

@@ -69,6 +69,7 @@ fn build_meta(cfg: &RecordConfig, host: &Host, status: Vec<SensorStatus>, gpus: 
         Workload::Command(c) => c.clone(),
         Workload::Demo(_) => vec!["<demo>".into()],
         Workload::Duration(_) => Vec::new(),
+        Workload::Pid(pid) => vec![format!("<pid {pid}>")],
     };
     meta
 }
@@ -81,7 +82,7 @@ fn argv(w: &Workload) -> Result<Option<Vec<String>>> {
             let exe = std::env::current_exe().context("locating this executable for the demo")?;
             Some(vec![exe.display().to_string(), "demo-workload".into(), "--duration".into(), format!("{}ms", d.as_millis())])
         }
-        Workload::Duration(_) => None,
+        Workload::Duration(_) | Workload::Pid(_) => None,
     })
 }
 
@@ -96,43 +97,54 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     if let Some(a) = &argv {
         runner::resolve(&a[0])?;
     }
+    if let Workload::Pid(pid) = cfg.workload {
+        if !alive(pid) {
+            anyhow::bail!("no process with pid {pid} to join");
+        }
+    }
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
     let (steps, marker_env, marker_status, tracked) = marker_setup(&cfg)?;
     let mut status = sensors.status.clone();
     status.extend(marker_status);
-    let meta = build_meta(&cfg, &host, status, sensors.gpus.clone(), sensors.estimate_tdp_w);
+    let mut meta = build_meta(&cfg, &host, status, sensors.gpus.clone(), sensors.estimate_tdp_w);
+    for (k, v) in &marker_env {
+        match k.as_str() {
+            markers::ENV_MARKER_LIB => meta.marker_lib = Some(v.clone()),
+            eco2ai_marker::ENV_SOCKET => meta.marker_socket = Some(v.clone()),
+            _ => {}
+        }
+    }
     let dir = cfg.out.join(&meta.run_id);
     let writer = TraceWriter::create(&dir, meta).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let signals = SignalForwarder::install()?;
     let recorder = Recorder::start(writer, sensors, steps, cfg.intervals.clone(), ErrorCounts::default())
         .context("starting sampler threads")?;
 
-    let exit_code = match argv {
-        Some(a) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
+    let exit_code = match (argv, &cfg.workload) {
+        (Some(a), _) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
             Ok(code) => code,
             Err(e) => {
                 let _ = recorder.stop();
                 return Err(e);
             }
         },
-        None => {
-            let Workload::Duration(d) = cfg.workload else { unreachable_duration() };
-            wait_for(d, &signals);
+        (None, Workload::Pid(pid)) => {
+            join_process(*pid, tracked, &recorder, &signals);
             0
         }
+        (None, Workload::Duration(d)) => {
+            signals.wait(*d);
+            0
+        }
+        (None, _) => 0,
     };
     if let Ok(mut p) = recorder.patch.lock() {
         p.exit_code = Some(exit_code);
     }
     let finished = recorder.stop().with_context(|| format!("writing the trace in {}", dir.display()))?;
     Ok(Outcome { finished, exit_code })
-}
-
-fn unreachable_duration() -> ! {
-    // argv() returns None only for Workload::Duration.
-    std::process::abort()
 }
 
 /// Where steps come from (eBPF uprobes, else the marker socket), the environment that
@@ -198,8 +210,26 @@ fn run_command(
     Ok(runner::exit_code(status))
 }
 
-fn wait_for(d: Duration, sig: &SignalForwarder) {
-    sig.wait(d);
+/// The process exists and has not exited (a zombie waiting for its parent has).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// Records a process that is already running until it exits or the probe is stopped.
+fn join_process(pid: u32, tracked: Option<Tracked>, rec: &Recorder, sig: &SignalForwarder) {
+    rec.job_pid.store(pid, Ordering::SeqCst);
+    if let Ok(mut p) = rec.patch.lock() {
+        p.pid = Some(pid);
+    }
+    if let Some(mut t) = tracked {
+        if let Err(e) = t.add(pid) {
+            eprintln!("eco2ai-probe: {e}; its steps and CPU time will be missing");
+        }
+    }
+    while alive(pid) && !sig.wait(Duration::from_millis(100)) {}
 }
 
 /// Human summary of a finished run (stderr).

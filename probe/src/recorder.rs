@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use eco2ai_trace::{CpuRow, Meta, Rows, TraceError, TraceWriter};
+use eco2ai_trace::{CpuRow, Live, Meta, Rows, TraceError, TraceWriter, cpu_total_j};
 
 use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
@@ -47,13 +47,18 @@ impl Default for Intervals {
     }
 }
 
-/// Energy seen so far per device, for the end-of-run summary.
+/// Energy and steps seen so far, for live.json and the end-of-run summary.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
     /// `gpu0` -> J from the energy counter.
     pub gpu_j: BTreeMap<String, f64>,
     /// `package-0 (powercap)` -> J.
     pub cpu_j: BTreeMap<String, f64>,
+    /// `package-0` -> J, for the CPU total.
+    cpu_domain_j: BTreeMap<String, f64>,
+    steps: u64,
+    last_step: Option<u64>,
+    samples: u64,
 }
 
 impl Totals {
@@ -70,10 +75,34 @@ impl Totals {
                 for r in v {
                     if let Some(e) = r.energy_uj {
                         self.cpu_j.insert(format!("{} ({})", r.domain, r.source), e as f64 / 1e6);
+                        self.cpu_domain_j.insert(r.domain.to_string(), e as f64 / 1e6);
                     }
                 }
             }
+            Rows::Steps(v) => {
+                self.steps += v.len() as u64;
+                self.samples += v.iter().filter_map(|r| r.samples).sum::<u64>();
+                self.last_step = v.last().map(|r| r.step).or(self.last_step);
+            }
             _ => {}
+        }
+    }
+
+    fn live(&self, start_ns: i64, done: bool) -> Live {
+        let ts_ns = monotonic_ns();
+        let gpu = self.gpu_j.values().sum::<f64>();
+        let cpu = cpu_total_j(self.cpu_domain_j.iter().map(|(d, j)| (d.as_str(), *j)));
+        Live {
+            ts_ns,
+            elapsed_s: (ts_ns - start_ns) as f64 / 1e9,
+            gpu_energy_j: gpu,
+            cpu_energy_j: cpu,
+            energy_j: gpu + cpu,
+            devices_j: self.gpu_j.iter().chain(self.cpu_j.iter()).map(|(k, v)| (k.clone(), *v)).collect(),
+            steps: self.steps,
+            last_step: self.last_step,
+            samples: self.samples,
+            done,
         }
     }
 }
@@ -276,7 +305,8 @@ fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Sha
                 w.rotate()
             } else {
                 w.flush()
-            };
+            }
+            .and_then(|()| totals.live(w.meta().start_ns, false).write(w.dir()));
             if let Err(e) = r {
                 // Nothing more can be stored: stop the samplers rather than drop rows silently.
                 shared.stop.store(true, Ordering::Relaxed);
@@ -288,6 +318,8 @@ fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Sha
     w.rotate()?;
     shared.apply(w.meta_mut());
     let dir = w.dir().to_path_buf();
+    let start_ns = w.meta().start_ns;
     let meta = w.finish(monotonic_ns())?;
+    totals.live(start_ns, true).write(&dir)?;
     Ok(Finished { meta, totals, dir })
 }

@@ -179,3 +179,29 @@ fn info_explains_missing_sensors() {
     assert!(text.contains("no RAPL zones under /nonexistent"), "{text}");
     assert!(text.contains("estimate"), "{text}");
 }
+
+#[test]
+fn joins_a_running_process_until_it_exits_and_keeps_live_totals() {
+    let out = tempfile::tempdir().unwrap();
+    let mut target = Command::new("sh").args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"]).spawn().unwrap();
+    let pid = target.id().to_string();
+    let start = Instant::now();
+    let o = run(&["record", "--out", out.path().to_str().unwrap(), "--pid", &pid]);
+    target.wait().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let dir = last_line(&o);
+    let joined = Run::open(&dir).unwrap();
+    assert!(joined.is_complete());
+    assert_eq!(joined.meta().pid, Some(target.id()));
+    assert!(joined.meta().marker_lib.is_some());
+    assert!(joined.read_table(Table::Procs).unwrap().num_rows() >= 1);
+    let live = eco2ai_trace::Live::read(&dir).unwrap();
+    assert!(live.done);
+    assert!(live.cpu_energy_j > 0.0, "{live:?}");
+    assert_eq!(live.energy_j, live.gpu_energy_j + live.cpu_energy_j);
+
+    let o = run(&["record", "--out", out.path().to_str().unwrap(), "--pid", "999999999"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no process with pid 999999999"), "{}", stderr(&o));
+}

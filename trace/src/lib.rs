@@ -3,6 +3,7 @@
 //! holding Parquet segments and at most one open Arrow IPC stream.
 
 pub mod error;
+pub mod live;
 pub mod meta;
 pub mod reader;
 pub mod rows;
@@ -11,6 +12,7 @@ pub mod segment;
 pub mod writer;
 
 pub use error::TraceError;
+pub use live::{LIVE_FILE, Live, cpu_total_j};
 pub use meta::{GpuInfo, Labels, META_FILE, Meta, RunStatus, Sampling, SensorStatus};
 pub use reader::{Run, TableData};
 pub use rows::{CpuRow, EvalRow, GpuRow, ProcRow, Rows, StepRow};

@@ -85,6 +85,10 @@ pub struct Meta {
     pub end_ns: Option<i64>,
     pub status: RunStatus,
     pub command: Vec<String>,
+    /// Where the recorded processes send step markers: the library the uprobes watch,
+    /// and the socket (`@name`) when eBPF is not used.
+    pub marker_lib: Option<String>,
+    pub marker_socket: Option<String>,
     /// `LIB:SYMBOL` counted per step, in the order of the steps table's `count_N`.
     pub step_counters: Vec<String>,
     pub pid: Option<u32>,
@@ -112,15 +116,7 @@ impl Meta {
 
     /// Writes atomically (temp file + rename) so a crash never leaves half a file.
     pub fn write(&self, dir: &Path) -> Result<(), TraceError> {
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(self).map_err(|e| TraceError::Meta {
-            path: tmp.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut f = fs::File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
-        f.write_all(&json).map_err(|e| TraceError::io(&tmp, e))?;
-        let path = dir.join(META_FILE);
-        fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))
+        write_json_atomic(dir, META_FILE, self)
     }
 
     pub fn read(dir: &Path) -> Result<Meta, TraceError> {
@@ -137,6 +133,16 @@ impl Meta {
         }
         Ok(meta)
     }
+}
+
+/// Writes `value` as `dir/name` through a temp file and a rename.
+pub fn write_json_atomic(dir: &Path, name: &str, value: &impl Serialize) -> Result<(), TraceError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let json = serde_json::to_vec_pretty(value).map_err(|e| TraceError::Meta { path: tmp.clone(), reason: e.to_string() })?;
+    let mut f = fs::File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
+    f.write_all(&json).map_err(|e| TraceError::io(&tmp, e))?;
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))
 }
 
 #[cfg(test)]
