@@ -23,6 +23,9 @@ struct eco2ai_step {
 void eco2ai_step_begin(uint64_t step);
 void eco2ai_step_end(const struct eco2ai_step *s);
 void eco2ai_eval(uint64_t step, double eval_loss);
+/* Loss and learning rate of `step` when the loop logs them after eco2ai_step_end
+ * (NaN for unknown); they fill the step's row if it arrives within a second. */
+void eco2ai_step_log(uint64_t step, double loss, double lr);
 /* Events this process could not hand to the probe (socket path only). */
 uint64_t eco2ai_marker_lost(void);
 

@@ -116,6 +116,26 @@ pub extern "C" fn eco2ai_eval_bits(step: u64, eval_loss_bits: u64) {
     }
 }
 
+/// The loss and learning rate of step `step` as the training loop logged them, which
+/// may come after `eco2ai_step_end` (Hugging Face Trainer logs after the step's end).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_step_log(step: u64, loss: f64, lr: f64) {
+    eco2ai_step_log_bits(step, loss.to_bits(), lr.to_bits());
+}
+
+/// `eco2ai_step_log` with floats as bits: the symbol the uprobe reads.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_step_log_bits(step: u64, loss_bits: u64, lr_bits: u64) {
+    if socket().is_some() {
+        let mut ev = event(EventKind::Log, step);
+        ev.loss = f64::from_bits(loss_bits);
+        ev.lr = f64::from_bits(lr_bits);
+        send(ev);
+    }
+}
+
 /// Events this process could not hand to the probe.
 #[unsafe(no_mangle)]
 pub extern "C" fn eco2ai_marker_lost() -> u64 {

@@ -22,6 +22,8 @@ pub enum EventKind {
     Begin = 1,
     End = 2,
     Eval = 3,
+    /// Loss and learning rate of a step, logged after its end.
+    Log = 4,
 }
 
 pub const EVENT_LEN: usize = 64;
@@ -76,6 +78,7 @@ impl Event {
             1 => EventKind::Begin,
             2 => EventKind::End,
             3 => EventKind::Eval,
+            4 => EventKind::Log,
             _ => return None,
         };
         Some(Event {

@@ -159,6 +159,7 @@ impl EbpfProbe {
         attach_uprobe(&mut ebpf, "step_begin", "eco2ai_step_begin", &lib)?;
         attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
         attach_uprobe(&mut ebpf, "eval_bits", "eco2ai_eval_bits", &lib)?;
+        attach_uprobe(&mut ebpf, "step_log_bits", "eco2ai_step_log_bits", &lib)?;
         attach_tracepoint(&mut ebpf, "sched_switch", "sched")?;
         attach_tracepoint(&mut ebpf, "sched_process_fork", "sched")?;
         let tracked = Tracked(take(&mut ebpf, "TRACKED")?);
@@ -264,6 +265,7 @@ pub fn read_loop(mut probe: EbpfProbe, mut b: Batcher, stop: Arc<AtomicBool>, er
                 }
             }
         }
+        pairing.release(now, stopping, &mut b);
         b.maybe_send(now, stopping);
         if stopping {
             break;

@@ -2,7 +2,7 @@
 //! the probe binds an abstract datagram socket, names it to the recorded command in
 //! `ECO2AI_MARKER_SOCKET`, and pairs each process's begin/end events into step rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -18,6 +18,8 @@ use crate::batcher::Batcher;
 use crate::samplers::errors::{ErrorCounts, SensorError};
 
 pub const ENV_MARKER_LIB: &str = "ECO2AI_MARKER_LIB";
+/// How long an ended step waits for a loss logged after its end.
+pub const HOLD_NS: i64 = 1_000_000_000;
 pub const LIB_NAME: &str = "libeco2ai_marker.so";
 
 /// The marker library this probe ships: `--marker-lib`, else next to the executable,
@@ -95,6 +97,8 @@ fn nan_none(x: f64) -> Option<f64> {
 pub struct Pairing {
     /// pid -> (step, begin ts, counts at begin)
     open: HashMap<u32, (u64, i64, Option<Counts>)>,
+    /// Ended steps kept for `HOLD_NS` in case their loss is logged after the end.
+    held: VecDeque<StepRow>,
     /// `uprobe` or `socket`: the `source` of the rows.
     source: &'static str,
     counters: usize,
@@ -106,7 +110,30 @@ pub type Counts = [u64; 4];
 impl Pairing {
     /// `counters`: how many counted functions the events carry (0 on the socket path).
     pub fn new(source: &'static str, counters: usize) -> Pairing {
-        Pairing { open: HashMap::new(), source, counters: counters.min(4) }
+        Pairing { open: HashMap::new(), held: VecDeque::new(), source, counters: counters.min(4) }
+    }
+
+    /// Hands on the steps that ended more than `HOLD_NS` before `now_ns` (all of them
+    /// when `all`).
+    pub fn release(&mut self, now_ns: i64, all: bool, b: &mut Batcher) {
+        while let Some(front) = self.held.front() {
+            if !all && front.end_ns + HOLD_NS > now_ns {
+                break;
+            }
+            b.steps.extend(self.held.pop_front());
+        }
+    }
+
+    /// A step's loss and learning rate, logged after its end (NaN: unknown).
+    fn log(&mut self, ev: &Event, errors: &ErrorCounts) {
+        let row = self.held.iter_mut().rev().find(|r| r.pid == ev.pid && r.step == ev.step);
+        match row {
+            Some(r) => {
+                r.loss = nan_none(ev.loss).or(r.loss);
+                r.lr = nan_none(ev.lr).or(r.lr);
+            }
+            None => errors.add("marker:log_without_step", &SensorError::Transient("loss logged for no recent step".into())),
+        }
     }
 
     /// `counts`: the process's cumulative calls of each counted function at the event
@@ -132,7 +159,7 @@ impl Pairing {
                         step_counts[i] = Some(z[i].saturating_sub(a[i]));
                     }
                 }
-                b.steps.push(StepRow {
+                self.held.push_back(StepRow {
                     step: ev.step,
                     begin_ns,
                     end_ns: ev.ts_ns,
@@ -147,6 +174,7 @@ impl Pairing {
                 });
             }
             EventKind::Eval => b.evals.push(EvalRow { ts_ns: ev.ts_ns, step: ev.step, pid: ev.pid, eval_loss: nan_none(ev.loss) }),
+            EventKind::Log => self.log(&ev, errors),
         }
     }
 }
@@ -164,15 +192,58 @@ pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors:
             },
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if draining {
+                    pairing.release(0, true, &mut b);
                     break;
                 }
             }
             Err(e) => errors.add("marker:socket", &SensorError::from_io(&e, "recv")),
         }
-        b.maybe_send(crate::clock::monotonic_ns(), false);
+        let now = crate::clock::monotonic_ns();
+        pairing.release(now, false, &mut b);
+        b.maybe_send(now, false);
         if stop.load(Ordering::Relaxed) && !draining {
             draining = true;
             let _ = sock.sock.set_nonblocking(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::mpsc::sync_channel;
+
+    use eco2ai_trace::Rows;
+
+    use super::*;
+
+    fn ev(kind: EventKind, pid: u32, step: u64, ts_ns: i64, loss: f64) -> Event {
+        Event { kind, pid, ts_ns, step, loss, lr: f64::NAN, epoch: f64::NAN, ..Event::default() }
+    }
+
+    #[test]
+    fn a_loss_logged_after_the_end_fills_the_held_step() {
+        let (tx, rx) = sync_channel(16);
+        let mut b = Batcher::new(tx, Arc::new(AtomicU64::new(0)), 0);
+        let errors = ErrorCounts::default();
+        let mut p = Pairing::new("socket", 0);
+        for (pid, step) in [(1, 7), (2, 7)] {
+            p.handle(ev(EventKind::Begin, pid, step, 100, f64::NAN), None, &mut b, &errors);
+            p.handle(ev(EventKind::End, pid, step, 200, f64::NAN), None, &mut b, &errors);
+        }
+        let mut log = ev(EventKind::Log, 2, 7, 300, 0.25);
+        log.lr = 1e-3;
+        p.handle(log, None, &mut b, &errors);
+        p.handle(ev(EventKind::Log, 2, 99, 300, 0.5), None, &mut b, &errors);
+        p.release(500, false, &mut b);
+        assert!(b.steps.is_empty(), "held for a second");
+        p.release(200 + HOLD_NS, false, &mut b);
+        b.maybe_send(1, true);
+        let Ok(Rows::Steps(rows)) = rx.try_recv() else { panic!("no steps sent") };
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].pid, rows[0].loss), (1, None));
+        assert_eq!((rows[1].pid, rows[1].loss, rows[1].lr), (2, Some(0.25), Some(1e-3)));
+        assert_eq!((rows[1].begin_ns, rows[1].end_ns), (100, 200));
+        assert_eq!(errors.snapshot().get("marker:log_without_step:transient"), Some(&1));
     }
 }
