@@ -26,6 +26,9 @@ void eco2ai_eval(uint64_t step, double eval_loss);
 /* Loss and learning rate of `step` when the loop logs them after eco2ai_step_end
  * (NaN for unknown); they fill the step's row if it arrives within a second. */
 void eco2ai_step_log(uint64_t step, double loss, double lr);
+/* Look ECO2AI_MARKER_SOCKET up again at the next call (a process that starts a new
+ * recording after the library was loaded). */
+void eco2ai_marker_reconnect(void);
 /* Events this process could not hand to the probe (socket path only). */
 uint64_t eco2ai_marker_lost(void);
 

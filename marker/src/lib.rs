@@ -10,15 +10,18 @@
 pub mod wire;
 
 use std::os::unix::net::UnixDatagram;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use wire::{Event, EventKind, Eco2aiStep};
 
 /// Environment variable naming the probe's socket (`@name` = abstract namespace).
 pub const ENV_SOCKET: &str = "ECO2AI_MARKER_SOCKET";
 
-static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+/// The probe's socket, looked up from the environment at the first call after load or
+/// after `eco2ai_marker_reconnect` (a process may record several runs in turn).
+static SOCKET: RwLock<Option<UnixDatagram>> = RwLock::new(None);
+static LOOKED_UP: AtomicBool = AtomicBool::new(false);
 static LOST: AtomicU64 = AtomicU64::new(0);
 
 fn connect(spec: &str) -> Option<UnixDatagram> {
@@ -34,20 +37,34 @@ fn connect(spec: &str) -> Option<UnixDatagram> {
     ok.then_some(sock)
 }
 
-fn socket() -> Option<&'static UnixDatagram> {
-    SOCKET
-        .get_or_init(|| std::env::var(ENV_SOCKET).ok().and_then(|s| connect(&s)))
-        .as_ref()
+/// Whether events go to a socket; looks the socket up first if needed.
+fn has_socket() -> bool {
+    if !LOOKED_UP.load(Ordering::Acquire) {
+        let sock = std::env::var(ENV_SOCKET).ok().and_then(|s| connect(&s));
+        if let Ok(mut slot) = SOCKET.write() {
+            *slot = sock;
+        }
+        LOOKED_UP.store(true, Ordering::Release);
+    }
+    SOCKET.read().is_ok_and(|s| s.is_some())
 }
 
 fn send(ev: Event) {
-    if let Some(sock) = socket() {
+    let Ok(slot) = SOCKET.read() else { return };
+    if let Some(sock) = slot.as_ref() {
         // Blocking send: in the fallback path losing a step is worse than waiting for
         // the probe to drain its queue.
         if sock.send(&ev.encode()).is_err() {
             LOST.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Looks `ECO2AI_MARKER_SOCKET` up again at the next call: for a process that starts
+/// a new recording after loading the library.
+#[unsafe(no_mangle)]
+pub extern "C" fn eco2ai_marker_reconnect() {
+    LOOKED_UP.store(false, Ordering::Release);
 }
 
 fn monotonic_ns() -> i64 {
@@ -72,7 +89,7 @@ fn event(kind: EventKind, step: u64) -> Event {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn eco2ai_step_begin(step: u64) {
-    if socket().is_some() {
+    if has_socket() {
         send(event(EventKind::Begin, step));
     }
 }
@@ -84,7 +101,7 @@ pub extern "C" fn eco2ai_step_begin(step: u64) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub unsafe extern "C" fn eco2ai_step_end(s: *const Eco2aiStep) {
-    if s.is_null() || socket().is_none() {
+    if s.is_null() || !has_socket() {
         return;
     }
     // SAFETY: the caller passes a valid, aligned eco2ai_step (checked non-null above).
@@ -109,7 +126,7 @@ pub extern "C" fn eco2ai_eval(step: u64, eval_loss: f64) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn eco2ai_eval_bits(step: u64, eval_loss_bits: u64) {
-    if socket().is_some() {
+    if has_socket() {
         let mut ev = event(EventKind::Eval, step);
         ev.loss = f64::from_bits(eval_loss_bits);
         send(ev);
@@ -128,7 +145,7 @@ pub extern "C" fn eco2ai_step_log(step: u64, loss: f64, lr: f64) {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn eco2ai_step_log_bits(step: u64, loss_bits: u64, lr_bits: u64) {
-    if socket().is_some() {
+    if has_socket() {
         let mut ev = event(EventKind::Log, step);
         ev.loss = f64::from_bits(loss_bits);
         ev.lr = f64::from_bits(lr_bits);

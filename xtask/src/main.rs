@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_markers;
+mod python;
 mod setup;
 mod util;
 
@@ -109,6 +110,9 @@ fn test() -> Result<()> {
     }
     cargo(&["build", "--workspace", "--all-targets"])?;
     let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
+    let (py_passed, py_failed) = python::pytest()?;
+    passed += py_passed;
+    failed += py_failed;
     match smoke() {
         Ok(()) => passed += 1,
         Err(e) => {

@@ -1,0 +1,115 @@
+"""Finding, starting or joining the eco2ai-probe recorder, and reading its live totals."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from .markers import ENV_MARKER_LIB
+
+ENV_RUN_DIR = "ECO2AI_RUN_DIR"
+ENV_PROBE = "ECO2AI_PROBE"
+ENV_MARKER_SOCKET = "ECO2AI_MARKER_SOCKET"
+
+
+class ProbeError(RuntimeError):
+    """The probe could not be found, started or read."""
+
+
+def find_probe(path=None):
+    """The eco2ai-probe binary: `path`, else $ECO2AI_PROBE, else PATH."""
+    for candidate in (path, os.environ.get(ENV_PROBE), shutil.which("eco2ai-probe")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ProbeError(
+        "eco2ai-probe not found: build it (cargo xtask run) and put it on PATH, "
+        "or set ECO2AI_PROBE or CarbonConfig.probe_path"
+    )
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class ProbeSession:
+    """A run being recorded: joined (this process runs under `eco2ai-probe record`) or
+    started here for this process (`eco2ai-probe record --pid`)."""
+
+    def __init__(self, run_dir, proc=None):
+        self.run_dir = run_dir
+        self.proc = proc
+        self.meta = _read_json(os.path.join(run_dir, "meta.json"))
+
+    @property
+    def joined(self):
+        return self.proc is None
+
+    @property
+    def marker_lib(self):
+        return os.environ.get(ENV_MARKER_LIB) if self.joined else self.meta.get("marker_lib")
+
+    @classmethod
+    def join_or_start(cls, config, pid=None, timeout=60.0):
+        run_dir = os.environ.get(ENV_RUN_DIR)
+        if run_dir:
+            return cls(run_dir)
+        return cls.start(config, pid or os.getpid(), timeout)
+
+    @classmethod
+    def start(cls, config, pid, timeout=60.0):
+        probe = find_probe(config.probe_path)
+        run_id = f"{config.project_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{pid}"
+        run_dir = os.path.join(config.output_dir, run_id)
+        cmd = [probe, "record", "--pid", str(pid), "--out", config.output_dir, "--run-id", run_id]
+        cmd += ["--project", config.project_name]
+        for flag, value in (("--model", config.model_name), ("--country", config.country), ("--region", config.region)):
+            if value:
+                cmd += [flag, value]
+        cmd += [str(a) for a in config.extra_probe_args]
+        os.makedirs(config.output_dir, exist_ok=True)
+        log_path = os.path.join(config.output_dir, f".{run_id}.probe.log")
+        log = open(log_path, "w")
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        meta = os.path.join(run_dir, "meta.json")
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(meta):
+            if proc.poll() is not None:
+                log.close()
+                with open(log_path) as f:
+                    raise ProbeError(f"eco2ai-probe exited with {proc.returncode}: {f.read().strip()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise ProbeError(f"eco2ai-probe did not create {meta} within {timeout} s")
+            time.sleep(0.02)
+        session = cls(run_dir, proc)
+        session._log = log
+        socket = session.meta.get("marker_socket")
+        if socket:
+            # The marker library reads this at its first call.
+            os.environ[ENV_MARKER_SOCKET] = socket
+        return session
+
+    def live(self):
+        """The probe's running totals (live.json), or None before its first flush."""
+        try:
+            return _read_json(os.path.join(self.run_dir, "live.json"))
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, timeout=60.0):
+        """Stops a probe started here and waits for it to close the run; a joined probe
+        goes on recording the command it runs."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise ProbeError(f"eco2ai-probe did not stop within {timeout} s; killed (the run is readable, cut off)")
+        self._log.close()
+        self.meta = _read_json(os.path.join(self.run_dir, "meta.json"))

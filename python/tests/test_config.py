@@ -1,0 +1,44 @@
+import filecmp
+
+import pytest
+
+from hf_eco2ai import CarbonConfig, ConfigError
+from hf_eco2ai import carbon
+
+
+def test_defaults_are_valid_and_country_is_normalised():
+    c = CarbonConfig(project_name="bert-ft", model_name="bert-base", country="fr", carbon_budget_kg=5.0)
+    assert c.country == "FR"
+    assert c.intensity_g_per_kwh() == pytest.approx(41.44)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"project_name": ""}, "project_name"),
+        ({"country": "France"}, "ISO 3166"),
+        ({"country": "QQ"}, "no grid intensity"),
+        ({"region": "mars:olympus-1"}, "unknown cloud region"),
+        ({"pue": 0.9}, "pue must be >= 1.0"),
+        ({"measurement_interval": 0}, "measurement_interval"),
+        ({"carbon_budget_kg": -1, "country": "FR"}, "carbon_budget_kg"),
+        ({"carbon_budget_kg": 1.0}, "needs country or region"),
+        ({"prometheus_port": 70000}, "prometheus_port"),
+        ({"price_per_kwh": "cheap"}, "price_per_kwh"),
+    ],
+)
+def test_bad_values_are_clear_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        CarbonConfig(**kwargs)
+
+
+def test_regions_and_footprint():
+    c = CarbonConfig(region="gcp:europe-west1")
+    assert c.intensity_g_per_kwh() is not None
+    fp = carbon.footprint(3.6e6, 400.0, pue=1.5, price_per_kwh=0.2, gpu_hours=2, gpu_hour_usd=2.5)
+    assert fp == {"energy_kwh": 1.5, "co2_kg": pytest.approx(0.6), "energy_usd": pytest.approx(0.3), "compute_usd": 5.0}
+
+
+def test_bundled_tables_equal_the_datasets(repo):
+    for name in ("grid_intensity_by_country.csv", "cloud_region_intensity.csv"):
+        assert filecmp.cmp(repo / "datasets" / name, repo / "python" / "hf_eco2ai" / "data" / name, shallow=False)
