@@ -225,8 +225,12 @@ fn join_process(pid: u32, tracked: Option<Tracked>, rec: &Recorder, sig: &Signal
         p.pid = Some(pid);
     }
     if let Some(mut t) = tracked {
-        if let Err(e) = t.add(pid) {
-            eprintln!("eco2ai-probe: {e}; its steps and CPU time will be missing");
+        // Children forked before the probe came are not seen by sched_process_fork:
+        // add the whole tree as it is now (torchrun's ranks, for one).
+        for p in crate::samplers::procfs::process_tree(std::path::Path::new("/proc"), pid) {
+            if let Err(e) = t.add(p) {
+                eprintln!("eco2ai-probe: {e}; steps and CPU time of pid {p} will be missing");
+            }
         }
     }
     while alive(pid) && !sig.wait(Duration::from_millis(100)) {}

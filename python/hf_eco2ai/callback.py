@@ -3,7 +3,7 @@ for eco2ai-probe, enforces the carbon budget from the probe's live totals, and
 summarises the run at the end."""
 
 import logging
-import math
+import os
 import time
 
 from transformers import TrainerCallback
@@ -33,6 +33,8 @@ class Eco2AICallback(TrainerCallback):
         self.session = ProbeSession.join_or_start(self.config)
         self.run_dir = self.session.run_dir
         self.markers = Markers(self.session.marker_lib)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            self.session.register_rank()
         how = "joined" if self.session.joined else "started"
         log.info("hf-eco2ai: %s eco2ai-probe, run %s", how, self.run_dir)
 
@@ -68,26 +70,65 @@ class Eco2AICallback(TrainerCallback):
 
     def _check_budget(self, state, control):
         budget = self.config.carbon_budget_kg
-        now = time.monotonic()
-        if budget is None or now - self._last_check < self.config.measurement_interval:
+        if budget is None or control.should_training_stop:
             return
-        self._last_check = now
-        co2 = report.co2_so_far_kg(self.session, self.config)
-        if co2 is not None and co2 > budget and not control.should_training_stop:
+        co2 = None
+        now = time.monotonic()
+        if now - self._last_check >= self.config.measurement_interval:
+            self._last_check = now
+            co2 = report.co2_so_far_kg(self.session, self.config)
+        exceeded = co2 is not None and co2 > budget
+        # Under DDP every rank must stop at the same step or the others hang in their
+        # next all-reduce: agree on it every step.
+        exceeded = _any_rank(exceeded)
+        if exceeded:
             self.budget_exceeded_at_step = state.global_step
             control.should_training_stop = True
             log.warning(
-                "hf-eco2ai: carbon budget exceeded at step %d: %.6g kg CO2 > budget %.6g kg; stopping training",
-                state.global_step, co2, budget,
+                "hf-eco2ai: carbon budget exceeded at step %d: %s kg CO2 > budget %.6g kg; stopping training",
+                state.global_step, f"{co2:.6g}" if co2 is not None else "(another rank's reading)", budget,
             )
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.session is None:
             return
+        distributed = _barrier()  # every rank's last step is marked before the probe stops
         self.session.stop()
-        self.summary = report.summarise(self.session, self.config, samples=self._samples)
+        # Under several ranks the probe's step rows count every rank's samples.
+        self.summary = report.summarise(self.session, self.config, samples=None if distributed else self._samples)
         self.summary["budget_exceeded_at_step"] = self.budget_exceeded_at_step
-        log.info("%s", report.one_line(self.summary))
-        for integration in self.integrations:
-            integration.send(self.summary)
+        # One report per run, not one per rank.
+        if int(os.environ.get("RANK", "0")) == 0:
+            log.info("%s", report.one_line(self.summary))
+            for integration in self.integrations:
+                integration.send(self.summary)
         self.markers = None
+
+
+def _distributed():
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def _barrier():
+    dist = _distributed()
+    if dist is not None:
+        dist.barrier()
+    return dist is not None
+
+
+def _any_rank(flag):
+    """True if `flag` is true on any rank (a MAX all-reduce under torch.distributed)."""
+    dist = _distributed()
+    if dist is None:
+        return flag
+    import torch
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

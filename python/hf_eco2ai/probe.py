@@ -49,14 +49,52 @@ class ProbeSession:
 
     @property
     def marker_lib(self):
-        return os.environ.get(ENV_MARKER_LIB) if self.joined else self.meta.get("marker_lib")
+        if self.joined and not getattr(self, "_shared", False):
+            return os.environ.get(ENV_MARKER_LIB)
+        return self.meta.get("marker_lib")
 
     @classmethod
     def join_or_start(cls, config, pid=None, timeout=60.0):
+        """Joins the probe recording this process, or starts one. With several processes
+        per node (torchrun, accelerate: LOCAL_RANK/WORLD_SIZE set), one probe per node:
+        local rank 0 starts it on the launcher (the ranks' parent, so every rank is in
+        the recorded tree) and the other local ranks join it."""
         run_dir = os.environ.get(ENV_RUN_DIR)
         if run_dir:
             return cls(run_dir)
+        if pid is None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+            return cls._node_shared(config, timeout)
         return cls.start(config, pid or os.getpid(), timeout)
+
+    @classmethod
+    def _node_shared(cls, config, timeout):
+        launcher = os.getppid()
+        rendezvous = os.path.join(config.output_dir, f".eco2ai-node-{launcher}.json")
+        if int(os.environ["LOCAL_RANK"]) == 0:
+            session = cls.start(config, launcher, timeout)
+            tmp = rendezvous + f".{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump({"run_dir": session.run_dir}, f)
+            os.replace(tmp, rendezvous)
+            return session
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(rendezvous):
+            if time.monotonic() > deadline:
+                raise ProbeError(f"local rank 0 did not start the node's probe within {timeout} s ({rendezvous})")
+            time.sleep(0.05)
+        session = cls(_read_json(rendezvous)["run_dir"])
+        socket = session.meta.get("marker_socket")
+        if socket:
+            os.environ[ENV_MARKER_SOCKET] = socket
+        session._shared = True
+        return session
+
+    def register_rank(self):
+        """Appends this process's rank to ranks.jsonl, to map step rows (by pid) to ranks."""
+        entry = {k.lower(): int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE") if k in os.environ}
+        entry["pid"] = os.getpid()
+        with open(os.path.join(self.run_dir, "ranks.jsonl"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
     @classmethod
     def start(cls, config, pid, timeout=60.0):
