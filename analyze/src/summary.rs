@@ -32,6 +32,8 @@ pub struct Summary {
     pub gpu_energy_kwh: f64,
     pub cpu_energy_kwh: f64,
     pub devices: Vec<DeviceEnergy>,
+    /// Steps recorded (marked by the training loop).
+    pub steps: u64,
     /// Devices measured by a sensor vs estimated (TDP x utilisation).
     pub sources: BTreeMap<String, Vec<String>>,
     pub rows: BTreeMap<String, u64>,
@@ -143,6 +145,7 @@ pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
         gpu_energy_kwh: gpu_j / J_PER_KWH,
         cpu_energy_kwh: cpu_j / J_PER_KWH,
         devices: gpus.into_iter().chain(cpus).collect(),
+        steps: run.read_table(Table::Steps)?.num_rows() as u64,
         sources,
         rows: m.rows.clone(),
         sensor_errors: m.sensor_errors.clone(),
@@ -157,7 +160,11 @@ impl Summary {
         let state = if self.truncated { format!("{:?}: cut off, figures cover what was recorded", self.status) } else { "complete".into() };
         let _ = writeln!(s, "run        {} ({state})", self.run_id);
         let _ = writeln!(s, "duration   {:.1} s", self.duration_s);
-        let _ = writeln!(s, "energy     {:.6} kWh (GPU {:.6}, CPU {:.6})", self.energy_kwh, self.gpu_energy_kwh, self.cpu_energy_kwh);
+        // `+ 0.0` turns a -0.0 sum into 0.0 for display.
+        let _ = writeln!(s, "energy     {:.6} kWh (GPU {:.6}, CPU {:.6})", self.energy_kwh + 0.0, self.gpu_energy_kwh + 0.0, self.cpu_energy_kwh + 0.0);
+        if self.steps > 0 {
+            let _ = writeln!(s, "steps      {} (run energy / steps: {:.1} J)", self.steps, self.energy_kwh * J_PER_KWH / self.steps as f64);
+        }
         for d in &self.devices {
             let _ = writeln!(s, "  {:<12} {:<20} {:>12.1} J {:>9.1} W avg", d.device, d.method, d.energy_j, d.avg_power_w);
         }

@@ -138,7 +138,10 @@ fn smoke() -> Result<()> {
     let summary = util::run_capture(&[bin.join("eco2ai-analyze").display().to_string(), "summary".into(), "--json".into(), run_dir])?;
     let _ = std::fs::remove_dir_all(&out);
     let v: serde_json::Value = serde_json::from_str(&summary)?;
-    if v["truncated"] != serde_json::Value::Bool(false) || !(v["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0) {
+    let ok = v["truncated"] == serde_json::Value::Bool(false)
+        && v["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0
+        && v["steps"].as_u64().unwrap_or(0) > 10;
+    if !ok {
         bail!("unexpected summary of the demo run: {summary}");
     }
     Ok(())
