@@ -184,16 +184,14 @@ impl RecordArgs {
             (true, false, Some(d), None) => Workload::Duration(d),
             (true, false, None, None) => return Err(ConfigError::NothingToRecord),
         };
-        if let Some(c) = &self.country {
-            if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        if let Some(c) = &self.country
+            && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic())) {
                 return Err(ConfigError::Country(c.clone()));
             }
-        }
-        if let Some(w) = self.cpu_tdp_w {
-            if !(w > 0.0 && w < 2000.0) {
+        if let Some(w) = self.cpu_tdp_w
+            && !(w > 0.0 && w < 2000.0) {
                 return Err(ConfigError::Range { flag: "--cpu-tdp-w", min: "0".into(), max: "2000".into(), got: w.to_string() });
             }
-        }
         let sensors = SensorConfig {
             powercap_root: self.powercap_root,
             perf_pmu: self.perf_pmu,

@@ -64,13 +64,13 @@ pub fn run(cfg: &DemoConfig) -> u64 {
             unsafe { (m.end)(&s) };
         }
         std::thread::sleep(load); // "data loading"
-        if step % 50 == 0 {
+        if step.is_multiple_of(50) {
             std::thread::sleep(cfg.step * 3); // "evaluation"
             if let Some(m) = &markers {
                 (m.eval)(step, loss * 1.1);
             }
         }
-        if step % 10 == 0 {
+        if step.is_multiple_of(10) {
             eprintln!("demo: step {step} loss {loss:.3}");
         }
     }

@@ -97,11 +97,10 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     if let Some(a) = &argv {
         runner::resolve(&a[0])?;
     }
-    if let Workload::Pid(pid) = cfg.workload {
-        if !alive(pid) {
+    if let Workload::Pid(pid) = cfg.workload
+        && !alive(pid) {
             anyhow::bail!("no process with pid {pid} to join");
         }
-    }
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
@@ -166,7 +165,7 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
             Ok((probe, tracked)) => {
                 let note = format!("eBPF uprobes on {lib_note}; per-process CPU from sched_switch");
                 eprintln!("eco2ai-probe: steps through eBPF uprobes on {lib_note}");
-                return Ok((StepSource::Ebpf(probe), env, status(note), Some(tracked)));
+                return Ok((StepSource::Ebpf(Box::new(probe)), env, status(note), Some(tracked)));
             }
             Err(e) => e.to_string(),
         },

@@ -110,7 +110,7 @@ impl Totals {
 /// Where steps and per-process CPU time come from.
 pub enum StepSource {
     /// uprobes and sched_switch.
-    Ebpf(EbpfProbe),
+    Ebpf(Box<EbpfProbe>),
     /// The marker library's datagrams; per-process CPU from /proc.
     Socket(MarkerSocket),
 }
@@ -192,7 +192,7 @@ impl Recorder {
             StepSource::Socket(sock) => spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?,
             StepSource::Ebpf(probe) => {
                 let procs_ns = iv.procs_ns;
-                spawn("ebpf", Box::new(move |b| ebpf::read_loop(probe, b, s, e, procs_ns)))?
+                spawn("ebpf", Box::new(move |b| ebpf::read_loop(*probe, b, s, e, procs_ns)))?
             }
         }
         let estimate = sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets));

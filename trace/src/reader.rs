@@ -46,11 +46,10 @@ fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError> {
     for entry in entries {
         let entry = entry.map_err(|e| TraceError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((seq, ext)) = parse_segment_name(&name) {
-            if ext == PARQUET_EXT || ext == STREAM_EXT {
+        if let Some((seq, ext)) = parse_segment_name(&name)
+            && (ext == PARQUET_EXT || ext == STREAM_EXT) {
                 out.push((seq, ext.to_string()));
             }
-        }
     }
     // Parquet first within a sequence number: a stream whose Parquet twin exists was
     // compacted but not yet deleted, and is skipped.

@@ -80,7 +80,7 @@ impl GpuPowerSampler {
     }
 
     pub fn poll(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
-        let with_aux = self.tick % self.aux_every == 0;
+        let with_aux = self.tick.is_multiple_of(self.aux_every);
         self.tick = self.tick.wrapping_add(1);
         for (gpu, st) in self.gpus.iter().copied().zip(self.state.iter_mut()) {
             let mut row = GpuRow { ts_ns, gpu, ..Default::default() };

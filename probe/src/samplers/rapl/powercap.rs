@@ -33,7 +33,7 @@ impl EnergyReader for PowercapReader {
 
     fn read_uj(&mut self) -> Result<u64, SensorError> {
         self.reads = self.reads.wrapping_add(1);
-        if self.reads % RECHECK_EVERY == 0 && !self.path.exists() {
+        if self.reads.is_multiple_of(RECHECK_EVERY) && !self.path.exists() {
             return Err(SensorError::Gone(format!("{} removed", self.path.display())));
         }
         let n = self
