@@ -32,6 +32,7 @@ pub struct Summary {
     pub gpu_energy_kwh: f64,
     pub cpu_energy_kwh: f64,
     pub devices: Vec<DeviceEnergy>,
+    pub gpu_checks: Vec<GpuCheck>,
     /// Steps recorded (marked by the training loop).
     pub steps: u64,
     /// Devices measured by a sensor vs estimated (TDP x utilisation).
@@ -61,7 +62,33 @@ struct GpuAcc {
     power: Vec<(i64, u32)>,
 }
 
-fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
+/// A GPU's two energy figures side by side, and how often its power reading moved:
+/// what validating NVML on a new card comes down to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GpuCheck {
+    pub device: String,
+    /// From the driver's cumulative energy counter.
+    pub counter_j: Option<f64>,
+    /// Trapezoidal integral of the polled power.
+    pub power_integral_j: f64,
+    /// (integral - counter) / counter, in percent.
+    pub integral_vs_counter_pct: Option<f64>,
+    /// Median time between changes of the power reading (the sensor's update period).
+    pub power_update_ms_median: Option<f64>,
+}
+
+/// Median interval between changes of a power series sorted by time, in ms.
+fn update_period_ms(power: &[(i64, u32)]) -> Option<f64> {
+    let changes: Vec<i64> = power.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+    let mut gaps: Vec<i64> = changes.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_unstable();
+    Some(gaps[gaps.len() / 2] as f64 / 1e6)
+}
+
+fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> (Vec<DeviceEnergy>, Vec<GpuCheck>) {
     let mut acc: BTreeMap<u32, GpuAcc> = BTreeMap::new();
     for b in batches {
         let (Some(ts), Some(gpu), Some(p), Some(e)) = (col_i64(b, "ts_ns"), col_u32(b, "gpu"), col_u32(b, "power_mw"), col_u64(b, "energy_mj")) else { continue };
@@ -77,20 +104,31 @@ fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
             }
         }
     }
-    acc.into_iter()
-        .map(|(g, mut a)| {
-            a.power.sort_unstable();
-            let span_s = match (a.power.first(), a.power.last()) {
-                (Some(f), Some(l)) => (l.0 - f.0) as f64 / 1e9,
-                _ => 0.0,
-            };
-            let (method, energy_j) = match a.max_energy_mj {
-                Some(e) => ("nvml-counter", e as f64 / 1e3),
-                None => ("nvml-power-integral", trapezoid_j(&a.power)),
-            };
-            DeviceEnergy { device: format!("gpu{g}"), method: method.into(), energy_j, avg_power_w: energy_j / span_s.max(1e-9) }
-        })
-        .collect()
+    let mut devices = Vec::new();
+    let mut checks = Vec::new();
+    for (g, mut a) in acc {
+        a.power.sort_unstable();
+        let span_s = match (a.power.first(), a.power.last()) {
+            (Some(f), Some(l)) => (l.0 - f.0) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let integral_j = trapezoid_j(&a.power);
+        let counter_j = a.max_energy_mj.map(|e| e as f64 / 1e3);
+        let (method, energy_j) = match counter_j {
+            Some(e) => ("nvml-counter", e),
+            None => ("nvml-power-integral", integral_j),
+        };
+        let device = format!("gpu{g}");
+        checks.push(GpuCheck {
+            device: device.clone(),
+            counter_j,
+            power_integral_j: integral_j,
+            integral_vs_counter_pct: counter_j.filter(|c| *c > 0.0).map(|c| 100.0 * (integral_j - c) / c),
+            power_update_ms_median: update_period_ms(&a.power),
+        });
+        devices.push(DeviceEnergy { device, method: method.into(), energy_j, avg_power_w: energy_j / span_s.max(1e-9) });
+    }
+    (devices, checks)
 }
 
 /// Trapezoidal integral of (ts_ns, power_mw) samples, in joules.
@@ -126,7 +164,7 @@ pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
     let run = Run::open(dir)?;
     let m = run.meta().clone();
     let mut last_ts = m.start_ns;
-    let gpus = gpu_energy(&run.read_table(Table::Gpu)?.batches, &mut last_ts);
+    let (gpus, gpu_checks) = gpu_energy(&run.read_table(Table::Gpu)?.batches, &mut last_ts);
     let cpus = cpu_energy(&run.read_table(Table::Cpu)?.batches, &mut last_ts);
     let end = m.end_ns.unwrap_or(last_ts);
     let gpu_j: f64 = gpus.iter().map(|d| d.energy_j).sum();
@@ -145,6 +183,7 @@ pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
         gpu_energy_kwh: gpu_j / J_PER_KWH,
         cpu_energy_kwh: cpu_j / J_PER_KWH,
         devices: gpus.into_iter().chain(cpus).collect(),
+        gpu_checks,
         steps: run.read_table(Table::Steps)?.num_rows() as u64,
         sources,
         rows: m.rows.clone(),
@@ -168,6 +207,12 @@ impl Summary {
         for d in &self.devices {
             let _ = writeln!(s, "  {:<12} {:<20} {:>12.1} J {:>9.1} W avg", d.device, d.method, d.energy_j, d.avg_power_w);
         }
+        for c in &self.gpu_checks {
+            let counter = c.counter_j.map_or("no counter".to_string(), |j| format!("counter {j:.1} J"));
+            let diff = c.integral_vs_counter_pct.map_or(String::new(), |p| format!(" ({p:+.2}%)"));
+            let period = c.power_update_ms_median.map_or(String::new(), |ms| format!("; power updates every {ms:.0} ms"));
+            let _ = writeln!(s, "  {:<12} {counter}, power integral {:.1} J{diff}{period}", c.device, c.power_integral_j);
+        }
         if let Some(est) = self.sources.get("estimated") {
             let _ = writeln!(s, "estimated  {} (no sensor: TDP x utilisation)", est.join(", "));
         }
@@ -186,5 +231,17 @@ mod tests {
         // 100 W for 2 s
         assert!((trapezoid_j(&[(0, 100_000), (1_000_000_000, 100_000), (2_000_000_000, 100_000)]) - 200.0).abs() < 1e-9);
         assert_eq!(trapezoid_j(&[(0, 5)]), 0.0);
+    }
+
+    #[test]
+    fn update_period_is_the_median_gap_between_changes() {
+        // Polled every 20 ms, the value moves every 100 ms (one gap of 60 ms).
+        let mut p = Vec::new();
+        for i in 0..50i64 {
+            let k = if i < 25 { i / 5 } else { (i + 2) / 5 };
+            p.push((i * 20_000_000, 100 + k as u32));
+        }
+        assert_eq!(update_period_ms(&p), Some(100.0));
+        assert_eq!(update_period_ms(&[(0, 1), (1, 1)]), None);
     }
 }
