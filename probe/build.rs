@@ -16,11 +16,15 @@ fn skip(why: &str) {
         eprintln!("eBPF programs are required (ECO2AI_REQUIRE_EBPF=1) but: {why}");
         std::process::exit(1);
     }
-    println!("cargo:warning=eBPF programs not built ({why}); the probe will take steps through the marker socket. `cargo xtask setup` installs the toolchain.");
+    println!(
+        "cargo:warning=eBPF programs not built ({why}); the probe will take steps through the marker socket. `cargo xtask setup` installs the toolchain."
+    );
 }
 
 fn nightly_has_rust_src() -> bool {
-    let out = Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]).output();
+    let out = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output();
     match out {
         Ok(o) if o.status.success() => {
             let sysroot = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
@@ -37,12 +41,20 @@ fn main() {
     for p in ["src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(p).display());
     }
-    println!("cargo:rerun-if-changed={}", manifest.join("../probe-common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("../probe-common/src").display()
+    );
     println!("cargo:rerun-if-env-changed=ECO2AI_SKIP_EBPF");
     println!("cargo:rerun-if-env-changed=ECO2AI_REQUIRE_EBPF");
-    if let Some(home) = env::var_os("CARGO_HOME").or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into())) {
+    if let Some(home) = env::var_os("CARGO_HOME")
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into()))
+    {
         // Rebuild once bpf-linker is installed.
-        println!("cargo:rerun-if-changed={}", Path::new(&home).join("bin").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            Path::new(&home).join("bin").display()
+        );
     }
     if env::var("ECO2AI_SKIP_EBPF").is_ok_and(|v| v == "1") {
         return skip("ECO2AI_SKIP_EBPF=1");
@@ -56,15 +68,37 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
     let target_dir = out_dir.join("ebpf-target");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
-    let flags = [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".into(), "-Clink-arg=--btf".into()].join("\x1f");
+    let flags = [
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".into(),
+        "-Clink-arg=--btf".into(),
+    ]
+    .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-        .arg("--manifest-path")
-        .arg(ebpf_dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", flags);
-    for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "RUSTUP_TOOLCHAIN", "CARGO"] {
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ])
+    .arg("--manifest-path")
+    .arg(ebpf_dir.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .env("CARGO_ENCODED_RUSTFLAGS", flags);
+    for key in [
+        "RUSTC",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+    ] {
         cmd.env_remove(key);
     }
     let out = match cmd.output() {
@@ -72,7 +106,14 @@ fn main() {
         Err(e) => return skip(&format!("could not run rustup: {e}")),
     };
     if !out.status.success() {
-        for line in String::from_utf8_lossy(&out.stderr).lines().rev().take(30).collect::<Vec<_>>().into_iter().rev() {
+        for line in String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             println!("cargo:warning={line}");
         }
         return skip("building probe-ebpf failed (see the warnings above)");

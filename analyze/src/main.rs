@@ -26,7 +26,8 @@ enum Cmd {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Summary { run, json } => {
-            let s = eco2ai_analyze::summary::summarise(&run).with_context(|| format!("reading run {}", run.display()))?;
+            let s = eco2ai_analyze::summary::summarise(&run)
+                .with_context(|| format!("reading run {}", run.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

@@ -45,15 +45,30 @@ pub struct Summary {
 const J_PER_KWH: f64 = 3.6e6;
 
 fn col_i64(b: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
-    Some(b.column_by_name(name)?.as_primitive_opt::<Int64Type>()?.iter().collect())
+    Some(
+        b.column_by_name(name)?
+            .as_primitive_opt::<Int64Type>()?
+            .iter()
+            .collect(),
+    )
 }
 
 fn col_u64(b: &RecordBatch, name: &str) -> Option<Vec<Option<u64>>> {
-    Some(b.column_by_name(name)?.as_primitive_opt::<UInt64Type>()?.iter().collect())
+    Some(
+        b.column_by_name(name)?
+            .as_primitive_opt::<UInt64Type>()?
+            .iter()
+            .collect(),
+    )
 }
 
 fn col_u32(b: &RecordBatch, name: &str) -> Option<Vec<Option<u32>>> {
-    Some(b.column_by_name(name)?.as_primitive_opt::<UInt32Type>()?.iter().collect())
+    Some(
+        b.column_by_name(name)?
+            .as_primitive_opt::<UInt32Type>()?
+            .iter()
+            .collect(),
+    )
 }
 
 #[derive(Default)]
@@ -79,7 +94,11 @@ pub struct GpuCheck {
 
 /// Median interval between changes of a power series sorted by time, in ms.
 fn update_period_ms(power: &[(i64, u32)]) -> Option<f64> {
-    let changes: Vec<i64> = power.windows(2).filter(|w| w[0].1 != w[1].1).map(|w| w[1].0).collect();
+    let changes: Vec<i64> = power
+        .windows(2)
+        .filter(|w| w[0].1 != w[1].1)
+        .map(|w| w[1].0)
+        .collect();
     let mut gaps: Vec<i64> = changes.windows(2).map(|w| w[1] - w[0]).collect();
     if gaps.is_empty() {
         return None;
@@ -91,9 +110,18 @@ fn update_period_ms(power: &[(i64, u32)]) -> Option<f64> {
 fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> (Vec<DeviceEnergy>, Vec<GpuCheck>) {
     let mut acc: BTreeMap<u32, GpuAcc> = BTreeMap::new();
     for b in batches {
-        let (Some(ts), Some(gpu), Some(p), Some(e)) = (col_i64(b, "ts_ns"), col_u32(b, "gpu"), col_u32(b, "power_mw"), col_u64(b, "energy_mj")) else { continue };
+        let (Some(ts), Some(gpu), Some(p), Some(e)) = (
+            col_i64(b, "ts_ns"),
+            col_u32(b, "gpu"),
+            col_u32(b, "power_mw"),
+            col_u64(b, "energy_mj"),
+        ) else {
+            continue;
+        };
         for i in 0..b.num_rows() {
-            let (Some(t), Some(g)) = (ts[i], gpu[i]) else { continue };
+            let (Some(t), Some(g)) = (ts[i], gpu[i]) else {
+                continue;
+            };
             *last_ts = (*last_ts).max(t);
             let a = acc.entry(g).or_default();
             if let Some(e) = e[i] {
@@ -123,39 +151,66 @@ fn gpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> (Vec<DeviceEnergy>,
             device: device.clone(),
             counter_j,
             power_integral_j: integral_j,
-            integral_vs_counter_pct: counter_j.filter(|c| *c > 0.0).map(|c| 100.0 * (integral_j - c) / c),
+            integral_vs_counter_pct: counter_j
+                .filter(|c| *c > 0.0)
+                .map(|c| 100.0 * (integral_j - c) / c),
             power_update_ms_median: update_period_ms(&a.power),
         });
-        devices.push(DeviceEnergy { device, method: method.into(), energy_j, avg_power_w: energy_j / span_s.max(1e-9) });
+        devices.push(DeviceEnergy {
+            device,
+            method: method.into(),
+            energy_j,
+            avg_power_w: energy_j / span_s.max(1e-9),
+        });
     }
     (devices, checks)
 }
 
 /// Trapezoidal integral of (ts_ns, power_mw) samples, in joules.
 pub fn trapezoid_j(samples: &[(i64, u32)]) -> f64 {
-    samples.windows(2).map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 as f64 + w[1].1 as f64) / 2.0 / 1e3).sum()
+    samples
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 as f64 + w[1].1 as f64) / 2.0 / 1e3)
+        .sum()
 }
 
 fn cpu_energy(batches: &[RecordBatch], last_ts: &mut i64) -> Vec<DeviceEnergy> {
     let mut acc: BTreeMap<(String, String), (u64, i64, i64)> = BTreeMap::new();
     for b in batches {
-        let (Some(ts), Some(e)) = (col_i64(b, "ts_ns"), col_u64(b, "energy_uj")) else { continue };
-        let (Some(dom), Some(src)) = (b.column_by_name("domain"), b.column_by_name("source")) else { continue };
-        let (Some(dom), Some(src)) = (dom.as_string_opt::<i32>(), src.as_string_opt::<i32>()) else { continue };
+        let (Some(ts), Some(e)) = (col_i64(b, "ts_ns"), col_u64(b, "energy_uj")) else {
+            continue;
+        };
+        let (Some(dom), Some(src)) = (b.column_by_name("domain"), b.column_by_name("source"))
+        else {
+            continue;
+        };
+        let (Some(dom), Some(src)) = (dom.as_string_opt::<i32>(), src.as_string_opt::<i32>())
+        else {
+            continue;
+        };
         for i in 0..b.num_rows() {
-            let (Some(t), Some(e)) = (ts[i], e[i]) else { continue };
+            let (Some(t), Some(e)) = (ts[i], e[i]) else {
+                continue;
+            };
             if dom.is_null(i) || src.is_null(i) {
                 continue;
             }
             *last_ts = (*last_ts).max(t);
-            let a = acc.entry((dom.value(i).to_string(), src.value(i).to_string())).or_insert((0, t, t));
+            let a = acc
+                .entry((dom.value(i).to_string(), src.value(i).to_string()))
+                .or_insert((0, t, t));
             *a = (a.0.max(e), a.1.min(t), a.2.max(t));
         }
     }
     acc.into_iter()
         .map(|((device, method), (e, first, last))| {
             let energy_j = e as f64 / 1e6;
-            DeviceEnergy { device, method, energy_j, avg_power_w: energy_j / ((last - first) as f64 / 1e9).max(1e-9) }
+            DeviceEnergy {
+                device,
+                method,
+                energy_j,
+                avg_power_w: energy_j / ((last - first) as f64 / 1e9).max(1e-9),
+            }
         })
         .collect()
 }
@@ -171,8 +226,15 @@ pub fn summarise(dir: &Path) -> Result<Summary, TraceError> {
     let cpu_j = cpu_total_j(cpus.iter().map(|d| (d.device.as_str(), d.energy_j)));
     let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in gpus.iter().chain(cpus.iter()) {
-        let kind = if d.method == "estimate" { "estimated" } else { "measured" };
-        sources.entry(kind.into()).or_default().push(format!("{} ({})", d.device, d.method));
+        let kind = if d.method == "estimate" {
+            "estimated"
+        } else {
+            "measured"
+        };
+        sources
+            .entry(kind.into())
+            .or_default()
+            .push(format!("{} ({})", d.device, d.method));
     }
     Ok(Summary {
         run_id: m.run_id.clone(),
@@ -196,28 +258,76 @@ impl Summary {
     pub fn to_table(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
-        let state = if self.truncated { format!("{:?}: cut off, figures cover what was recorded", self.status) } else { "complete".into() };
+        let state = if self.truncated {
+            format!(
+                "{:?}: cut off, figures cover what was recorded",
+                self.status
+            )
+        } else {
+            "complete".into()
+        };
         let _ = writeln!(s, "run        {} ({state})", self.run_id);
         let _ = writeln!(s, "duration   {:.1} s", self.duration_s);
         // `+ 0.0` turns a -0.0 sum into 0.0 for display.
-        let _ = writeln!(s, "energy     {:.6} kWh (GPU {:.6}, CPU {:.6})", self.energy_kwh + 0.0, self.gpu_energy_kwh + 0.0, self.cpu_energy_kwh + 0.0);
+        let _ = writeln!(
+            s,
+            "energy     {:.6} kWh (GPU {:.6}, CPU {:.6})",
+            self.energy_kwh + 0.0,
+            self.gpu_energy_kwh + 0.0,
+            self.cpu_energy_kwh + 0.0
+        );
         if self.steps > 0 {
-            let _ = writeln!(s, "steps      {} (run energy / steps: {:.1} J)", self.steps, self.energy_kwh * J_PER_KWH / self.steps as f64);
+            let _ = writeln!(
+                s,
+                "steps      {} (run energy / steps: {:.1} J)",
+                self.steps,
+                self.energy_kwh * J_PER_KWH / self.steps as f64
+            );
         }
         for d in &self.devices {
-            let _ = writeln!(s, "  {:<12} {:<20} {:>12.1} J {:>9.1} W avg", d.device, d.method, d.energy_j, d.avg_power_w);
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<20} {:>12.1} J {:>9.1} W avg",
+                d.device, d.method, d.energy_j, d.avg_power_w
+            );
         }
         for c in &self.gpu_checks {
-            let counter = c.counter_j.map_or("no counter".to_string(), |j| format!("counter {j:.1} J"));
-            let diff = c.integral_vs_counter_pct.map_or(String::new(), |p| format!(" ({p:+.2}%)"));
-            let period = c.power_update_ms_median.map_or(String::new(), |ms| format!("; power updates every {ms:.0} ms"));
-            let _ = writeln!(s, "  {:<12} {counter}, power integral {:.1} J{diff}{period}", c.device, c.power_integral_j);
+            let counter = c
+                .counter_j
+                .map_or("no counter".to_string(), |j| format!("counter {j:.1} J"));
+            let diff = c
+                .integral_vs_counter_pct
+                .map_or(String::new(), |p| format!(" ({p:+.2}%)"));
+            let period = c.power_update_ms_median.map_or(String::new(), |ms| {
+                format!("; power updates every {ms:.0} ms")
+            });
+            let _ = writeln!(
+                s,
+                "  {:<12} {counter}, power integral {:.1} J{diff}{period}",
+                c.device, c.power_integral_j
+            );
         }
         if let Some(est) = self.sources.get("estimated") {
-            let _ = writeln!(s, "estimated  {} (no sensor: TDP x utilisation)", est.join(", "));
+            let _ = writeln!(
+                s,
+                "estimated  {} (no sensor: TDP x utilisation)",
+                est.join(", ")
+            );
         }
-        let errs: Vec<String> = self.sensor_errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let _ = writeln!(s, "errors     {}", if errs.is_empty() { "none".into() } else { errs.join(", ") });
+        let errs: Vec<String> = self
+            .sensor_errors
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "errors     {}",
+            if errs.is_empty() {
+                "none".into()
+            } else {
+                errs.join(", ")
+            }
+        );
         s
     }
 }
@@ -229,7 +339,15 @@ mod tests {
     #[test]
     fn trapezoid_of_constant_power() {
         // 100 W for 2 s
-        assert!((trapezoid_j(&[(0, 100_000), (1_000_000_000, 100_000), (2_000_000_000, 100_000)]) - 200.0).abs() < 1e-9);
+        assert!(
+            (trapezoid_j(&[
+                (0, 100_000),
+                (1_000_000_000, 100_000),
+                (2_000_000_000, 100_000)
+            ]) - 200.0)
+                .abs()
+                < 1e-9
+        );
         assert_eq!(trapezoid_j(&[(0, 5)]), 0.0);
     }
 

@@ -11,10 +11,21 @@ fn write_run(dir: &std::path::Path, finish: bool, with_counter: bool) {
         let ts = i * 20_000_000;
         for g in 0..2u32 {
             let w_mw = 100_000 * (g + 1);
-            gpu.push(GpuRow { ts_ns: ts, gpu: g, power_mw: Some(w_mw), ..Default::default() });
+            gpu.push(GpuRow {
+                ts_ns: ts,
+                gpu: g,
+                power_mw: Some(w_mw),
+                ..Default::default()
+            });
             if with_counter && i % 5 == 0 {
                 let e = (w_mw as i64 * ts / 1_000_000_000) as u64; // mW x s = mJ
-                gpu.push(GpuRow { ts_ns: ts, gpu: g, energy_mj: Some(e), energy_changed: Some(i > 0), ..Default::default() });
+                gpu.push(GpuRow {
+                    ts_ns: ts,
+                    gpu: g,
+                    energy_mj: Some(e),
+                    energy_changed: Some(i > 0),
+                    ..Default::default()
+                });
             }
         }
     }
@@ -50,13 +61,22 @@ fn totals_match_the_known_power() {
     let s = summarise(&dir.path().join("r")).unwrap();
     assert!(!s.truncated);
     assert!((s.duration_s - 10.0).abs() < 1e-9);
-    let by: std::collections::BTreeMap<_, _> = s.devices.iter().map(|d| (d.device.as_str(), d)).collect();
-    assert!((by["gpu0"].energy_j - 1000.0).abs() < 1e-6, "{:?}", by["gpu0"]);
+    let by: std::collections::BTreeMap<_, _> =
+        s.devices.iter().map(|d| (d.device.as_str(), d)).collect();
+    assert!(
+        (by["gpu0"].energy_j - 1000.0).abs() < 1e-6,
+        "{:?}",
+        by["gpu0"]
+    );
     assert_eq!(by["gpu0"].method, "nvml-counter");
     assert!((by["gpu1"].energy_j - 2000.0).abs() < 1e-6);
     assert!((by["package-0"].energy_j - 500.0).abs() < 1e-6);
     // CPU = package + dram (core is inside the package).
-    assert!((s.cpu_energy_kwh * 3.6e6 - 550.0).abs() < 1e-6, "{}", s.cpu_energy_kwh * 3.6e6);
+    assert!(
+        (s.cpu_energy_kwh * 3.6e6 - 550.0).abs() < 1e-6,
+        "{}",
+        s.cpu_energy_kwh * 3.6e6
+    );
     assert!((s.energy_kwh * 3.6e6 - 3550.0).abs() < 1e-6);
     assert!(!s.sources.contains_key("estimated"));
 }

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-pub use wire::{Event, EventKind, Eco2aiStep};
+pub use wire::{Eco2aiStep, Event, EventKind};
 
 /// Environment variable naming the probe's socket (`@name` = abstract namespace).
 pub const ENV_SOCKET: &str = "ECO2AI_MARKER_SOCKET";
@@ -68,7 +68,10 @@ pub extern "C" fn eco2ai_marker_reconnect() {
 }
 
 fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec

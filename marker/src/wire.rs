@@ -101,7 +101,17 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_garbage() {
-        let e = Event { kind: EventKind::End, pid: 7, ts_ns: 123, step: 9, samples: 16, tokens: 4096, loss: 2.5, lr: 1e-4, epoch: 0.5 };
+        let e = Event {
+            kind: EventKind::End,
+            pid: 7,
+            ts_ns: 123,
+            step: 9,
+            samples: 16,
+            tokens: 4096,
+            loss: 2.5,
+            lr: 1e-4,
+            epoch: 0.5,
+        };
         assert_eq!(Event::decode(&e.encode()), Some(e));
         assert_eq!(Event::decode(&[0u8; 10]), None);
         let mut bad = e.encode();

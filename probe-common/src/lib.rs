@@ -45,7 +45,6 @@ pub const fn count_key(tgid: u32, slot: u32) -> u64 {
     ((tgid as u64) << 8) | slot as u64
 }
 
-
 /// `struct eco2ai_step` of the marker header, read from user memory by the uprobe.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -22,7 +22,17 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(tx: SyncSender<Rows>, dropped: Arc<AtomicU64>, every_ns: i64) -> Batcher {
-        Batcher { tx, dropped, gpu: Vec::new(), cpu: Vec::new(), procs: Vec::new(), steps: Vec::new(), evals: Vec::new(), last_send_ns: 0, every_ns }
+        Batcher {
+            tx,
+            dropped,
+            gpu: Vec::new(),
+            cpu: Vec::new(),
+            procs: Vec::new(),
+            steps: Vec::new(),
+            evals: Vec::new(),
+            last_send_ns: 0,
+            every_ns,
+        }
     }
 
     /// Sends what is buffered if the batch is old enough (or `force`).

@@ -16,7 +16,12 @@ pub enum ConfigError {
     #[error("invalid duration '{0}': expected a number with a unit, e.g. 500us, 20ms, 2s, 5m, 1h")]
     Duration(String),
     #[error("{flag} must be between {min} and {max}, got {got}")]
-    Range { flag: &'static str, min: String, max: String, got: String },
+    Range {
+        flag: &'static str,
+        min: String,
+        max: String,
+        got: String,
+    },
     #[error("nothing to record: give a command after '--', or --pid, --duration or --demo")]
     NothingToRecord,
     #[error("give one of a command, --pid, --duration/--demo, not both")]
@@ -25,14 +30,30 @@ pub enum ConfigError {
     Country(String),
     #[error("invalid --gpus '{0}': expected comma-separated GPU indices such as 0,1")]
     Gpus(String),
-    #[error("invalid --uprobe '{0}': expected LIB:SYMBOL such as libcuda.so:cuLaunchKernel (at most 4)")]
+    #[error(
+        "unknown --country '{0}': no grid carbon intensity for it in datasets/grid_intensity_by_country.csv"
+    )]
+    UnknownCountry(String),
+    #[error(
+        "unknown --region '{0}': expected provider:region from datasets/cloud_region_intensity.csv, e.g. gcp:europe-west1"
+    )]
+    UnknownRegion(String),
+    #[error("{flag} must be a non-negative number, got {got}")]
+    Negative { flag: &'static str, got: f64 },
+    #[error("--pue must be at least 1.0, got {0}")]
+    Pue(f64),
+    #[error(
+        "invalid --uprobe '{0}': expected LIB:SYMBOL such as libcuda.so:cuLaunchKernel (at most 4)"
+    )]
     Uprobe(String),
 }
 
 /// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| ConfigError::Duration(s.into()))?;
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| ConfigError::Duration(s.into()))?;
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| ConfigError::Duration(s.into()))?;
     let scale = match unit.trim() {
@@ -100,6 +121,24 @@ pub struct RecordArgs {
     /// Do not load the eBPF probe (steps then come through the marker socket).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Serve the live hf_training_* metrics here.
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    pub metrics_addr: String,
+    /// Do not serve live metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Carbon budget of the run, for the budget metrics and alerts.
+    #[arg(long)]
+    pub carbon_budget_kg: Option<f64>,
+    /// Energy price, for the cost metrics.
+    #[arg(long)]
+    pub price_per_kwh: Option<f64>,
+    /// Price of one GPU-hour, for the cost metrics.
+    #[arg(long)]
+    pub gpu_hour_usd: Option<f64>,
+    /// Power usage effectiveness of the data centre (>= 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub pue: f64,
     /// Count the calls of a function per step, e.g. libcuda.so:cuLaunchKernel
     /// (eBPF only; repeat for up to 4).
     #[arg(long = "uprobe", value_name = "LIB:SYMBOL")]
@@ -118,7 +157,11 @@ pub struct RecordArgs {
     #[arg(long, hide = true, default_value = "/sys/class/powercap")]
     pub powercap_root: PathBuf,
     /// The perf power PMU directory.
-    #[arg(long, hide = true, default_value = "/sys/bus/event_source/devices/power")]
+    #[arg(
+        long,
+        hide = true,
+        default_value = "/sys/bus/event_source/devices/power"
+    )]
     pub perf_pmu: PathBuf,
     #[arg(long, hide = true, value_parser = duration_arg, default_value = "1s")]
     pub flush_interval: Duration,
@@ -149,32 +192,119 @@ pub struct RecordConfig {
     pub marker_lib: Option<PathBuf>,
     /// (library, symbol) counted per step.
     pub step_counters: Vec<(String, String)>,
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// What the live metrics need beyond the labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    pub addr: String,
+    pub intensity_g_per_kwh: Option<f64>,
+    pub carbon_budget_kg: Option<f64>,
+    pub price_per_kwh: Option<f64>,
+    pub gpu_hour_usd: Option<f64>,
+    pub pue: f64,
 }
 
 pub const DEMO_DURATION: Duration = Duration::from_secs(15);
 
-fn check(flag: &'static str, d: Duration, min: Duration, max: Duration) -> Result<i64, ConfigError> {
+fn check(
+    flag: &'static str,
+    d: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<i64, ConfigError> {
     if d < min || d > max {
-        return Err(ConfigError::Range { flag, min: format!("{min:?}"), max: format!("{max:?}"), got: format!("{d:?}") });
+        return Err(ConfigError::Range {
+            flag,
+            min: format!("{min:?}"),
+            max: format!("{max:?}"),
+            got: format!("{d:?}"),
+        });
     }
     Ok(d.as_nanos() as i64)
 }
 
 fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
-    s.split(',').map(|x| x.trim().parse::<u32>().map_err(|_| ConfigError::Gpus(s.into()))).collect()
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| ConfigError::Gpus(s.into()))
+        })
+        .collect()
 }
 
 impl RecordArgs {
+    /// Grid intensity and prices, checked; None with --no-metrics.
+    fn metrics_config(&self) -> Result<Option<MetricsConfig>, ConfigError> {
+        use crate::metrics::carbon;
+        let country = match &self.country {
+            Some(c) => Some(
+                carbon::country_g_per_kwh(c)
+                    .ok_or_else(|| ConfigError::UnknownCountry(c.clone()))?,
+            ),
+            None => None,
+        };
+        let region = match &self.region {
+            Some(r) => Some(
+                carbon::region_g_per_kwh(r).ok_or_else(|| ConfigError::UnknownRegion(r.clone()))?,
+            ),
+            None => None,
+        };
+        for (flag, v) in [
+            ("--carbon-budget-kg", self.carbon_budget_kg),
+            ("--price-per-kwh", self.price_per_kwh),
+            ("--gpu-hour-usd", self.gpu_hour_usd),
+        ] {
+            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+                return Err(ConfigError::Negative { flag, got: v });
+            }
+        }
+        if !(self.pue >= 1.0 && self.pue.is_finite()) {
+            return Err(ConfigError::Pue(self.pue));
+        }
+        Ok((!self.no_metrics).then(|| MetricsConfig {
+            addr: self.metrics_addr.clone(),
+            intensity_g_per_kwh: region.or(country),
+            carbon_budget_kg: self.carbon_budget_kg,
+            price_per_kwh: self.price_per_kwh,
+            gpu_hour_usd: self.gpu_hour_usd,
+            pue: self.pue,
+        }))
+    }
+
     pub fn validate(self) -> Result<RecordConfig, ConfigError> {
+        if let Some(c) = &self.country
+            && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
+        {
+            return Err(ConfigError::Country(c.clone()));
+        }
+        let metrics = self.metrics_config()?;
         let ms = Duration::from_millis;
         let intervals = Intervals {
-            rapl_ns: check("--rapl-interval", self.rapl_interval, Duration::from_micros(100), ms(10_000))?,
+            rapl_ns: check(
+                "--rapl-interval",
+                self.rapl_interval,
+                Duration::from_micros(100),
+                ms(10_000),
+            )?,
             nvml_ns: check("--nvml-interval", self.nvml_interval, ms(1), ms(10_000))?,
-            nvml_energy_ns: check("--nvml-energy-interval", self.nvml_energy_interval, ms(10), ms(60_000))?,
+            nvml_energy_ns: check(
+                "--nvml-energy-interval",
+                self.nvml_energy_interval,
+                ms(10),
+                ms(60_000),
+            )?,
             cpu_ns: check("--cpu-interval", self.cpu_interval, ms(10), ms(60_000))?,
             procs_ns: 1_000_000_000,
             flush_ns: check("--flush-interval", self.flush_interval, ms(10), ms(10_000))?,
-            segment_ns: check("--segment-interval", self.segment_interval, self.flush_interval, Duration::from_secs(3600))?,
+            segment_ns: check(
+                "--segment-interval",
+                self.segment_interval,
+                self.flush_interval,
+                Duration::from_secs(3600),
+            )?,
         };
         let workload = match (self.command.is_empty(), self.demo, self.duration, self.pid) {
             (false, false, None, None) => Workload::Command(self.command),
@@ -184,14 +314,16 @@ impl RecordArgs {
             (true, false, Some(d), None) => Workload::Duration(d),
             (true, false, None, None) => return Err(ConfigError::NothingToRecord),
         };
-        if let Some(c) = &self.country
-            && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic())) {
-                return Err(ConfigError::Country(c.clone()));
-            }
         if let Some(w) = self.cpu_tdp_w
-            && !(w > 0.0 && w < 2000.0) {
-                return Err(ConfigError::Range { flag: "--cpu-tdp-w", min: "0".into(), max: "2000".into(), got: w.to_string() });
-            }
+            && !(w > 0.0 && w < 2000.0)
+        {
+            return Err(ConfigError::Range {
+                flag: "--cpu-tdp-w",
+                min: "0".into(),
+                max: "2000".into(),
+                got: w.to_string(),
+            });
+        }
         let sensors = SensorConfig {
             powercap_root: self.powercap_root,
             perf_pmu: self.perf_pmu,
@@ -207,7 +339,9 @@ impl RecordArgs {
             .uprobes
             .iter()
             .map(|u| match u.rsplit_once(':') {
-                Some((lib, sym)) if !lib.is_empty() && !sym.is_empty() => Ok((lib.to_string(), sym.to_string())),
+                Some((lib, sym)) if !lib.is_empty() && !sym.is_empty() => {
+                    Ok((lib.to_string(), sym.to_string()))
+                }
                 _ => Err(ConfigError::Uprobe(u.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -217,7 +351,18 @@ impl RecordArgs {
             country: self.country.map(|c| c.to_ascii_uppercase()),
             region: self.region,
         };
-        Ok(RecordConfig { out: self.out, run_id: self.run_id, labels, intervals, sensors, workload, no_ebpf: self.no_ebpf, marker_lib: self.marker_lib, step_counters })
+        Ok(RecordConfig {
+            out: self.out,
+            run_id: self.run_id,
+            labels,
+            intervals,
+            sensors,
+            workload,
+            no_ebpf: self.no_ebpf,
+            marker_lib: self.marker_lib,
+            step_counters,
+            metrics,
+        })
     }
 }
 

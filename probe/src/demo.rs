@@ -19,7 +19,9 @@ pub struct DemoConfig {
 fn matmul_for(d: Duration, seed: u64) -> f64 {
     const N: usize = 48;
     let start = Instant::now();
-    let a: Vec<f64> = (0..N * N).map(|i| ((i as u64 ^ seed) % 97) as f64 / 97.0).collect();
+    let a: Vec<f64> = (0..N * N)
+        .map(|i| ((i as u64 ^ seed) % 97) as f64 / 97.0)
+        .collect();
     let mut c = vec![0.0f64; N * N];
     let mut acc = 0.0;
     while start.elapsed() < d {
@@ -38,7 +40,9 @@ fn matmul_for(d: Duration, seed: u64) -> f64 {
 
 /// Runs the demo; prints one line every 10 steps. Returns the number of steps.
 pub fn run(cfg: &DemoConfig) -> u64 {
-    let markers = std::env::var(ENV_MARKER_LIB).ok().and_then(|p| MarkerFns::load(&p));
+    let markers = std::env::var(ENV_MARKER_LIB)
+        .ok()
+        .and_then(|p| MarkerFns::load(&p));
     if markers.is_none() {
         eprintln!("demo: no marker library in {ENV_MARKER_LIB}: steps will not be marked");
     }
@@ -59,7 +63,14 @@ pub fn run(cfg: &DemoConfig) -> u64 {
         let loss = 4.0 * (-(step as f64) / 80.0).exp() + 0.5;
         let samples = 32;
         if let Some(m) = &markers {
-            let s = Eco2aiStep { step, samples, tokens: samples * 512, loss, lr: 3e-4, epoch: step as f64 / 200.0 };
+            let s = Eco2aiStep {
+                step,
+                samples,
+                tokens: samples * 512,
+                loss,
+                lr: 3e-4,
+                epoch: step as f64 / 200.0,
+            };
             // SAFETY: a valid step struct that outlives the call.
             unsafe { (m.end)(&s) };
         }

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use aya::programs::{TracePoint, UProbe};
-use aya::programs::uprobe::UProbeScope;
 use aya::Ebpf;
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{TracePoint, UProbe};
 use eco2ai_marker::wire::Event;
 use eco2ai_probe_common::{
-    CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, MARKER_EVENT_LEN,
-    MAX_STEP_COUNTERS, RING_EVENT_LEN,
+    CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL,
+    MARKER_EVENT_LEN, MAX_STEP_COUNTERS, RING_EVENT_LEN,
 };
 use eco2ai_trace::{CpuRow, ProcRow};
 use thiserror::Error;
@@ -26,7 +26,9 @@ use crate::samplers::errors::ErrorCounts;
 
 #[derive(Debug, Error)]
 pub enum EbpfError {
-    #[error("this probe was built without its eBPF programs (bpf-linker was missing at build time)")]
+    #[error(
+        "this probe was built without its eBPF programs (bpf-linker was missing at build time)"
+    )]
     NotBuilt,
     #[error("loading eBPF programs needs root (or CAP_BPF and CAP_PERFMON)")]
     NotRoot,
@@ -35,14 +37,20 @@ pub enum EbpfError {
 }
 
 fn load_err(what: impl Into<String>, e: impl std::fmt::Display) -> EbpfError {
-    EbpfError::Load { what: what.into(), reason: e.to_string() }
+    EbpfError::Load {
+        what: what.into(),
+        reason: e.to_string(),
+    }
 }
 
 /// The object built by build.rs, when it was built.
 fn embedded() -> Option<&'static [u8]> {
     #[cfg(eco2ai_ebpf)]
     {
-        Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/eco2ai-probe-ebpf")))
+        Some(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/eco2ai-probe-ebpf"
+        )))
     }
     #[cfg(not(eco2ai_ebpf))]
     {
@@ -63,9 +71,20 @@ fn ensure_tracefs() -> Result<(), EbpfError> {
     }
     let (src, target, fstype) = (c"nodev", c"/sys/kernel/tracing", c"tracefs");
     // SAFETY: NUL-terminated strings and no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
-        return Err(load_err("mounting tracefs", std::io::Error::last_os_error()));
+        return Err(load_err(
+            "mounting tracefs",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -82,7 +101,9 @@ pub struct Tracked(HashMap<MapData, u32, u8>);
 
 impl Tracked {
     pub fn add(&mut self, pid: u32) -> Result<(), EbpfError> {
-        self.0.insert(pid, 1, 0).map_err(|e| load_err("adding the command to the tracked set", e))
+        self.0
+            .insert(pid, 1, 0)
+            .map_err(|e| load_err("adding the command to the tracked set", e))
     }
 }
 
@@ -101,7 +122,9 @@ fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T, Eb
 where
     T::Error: std::fmt::Display,
 {
-    let map = ebpf.take_map(name).ok_or_else(|| load_err(name, "map missing from the object"))?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| load_err(name, "map missing from the object"))?;
     T::try_from(map).map_err(|e| load_err(name, e))
 }
 
@@ -110,20 +133,27 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut T, EbpfError
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    ebpf.program_mut(prog).ok_or_else(|| load_err(prog, "program missing"))?.try_into().map_err(|e| load_err(prog, e))
+    ebpf.program_mut(prog)
+        .ok_or_else(|| load_err(prog, "program missing"))?
+        .try_into()
+        .map_err(|e| load_err(prog, e))
 }
 
 fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, symbol: &str, lib: &Path) -> Result<(), EbpfError> {
     let p: &mut UProbe = program(ebpf, prog)?;
-    p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
-    p.attach(symbol, lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching {prog} to {}:{symbol}", lib.display()), e))?;
+    p.load()
+        .map_err(|e| load_err(format!("loading {prog}"), e))?;
+    p.attach(symbol, lib, UProbeScope::AllProcesses)
+        .map_err(|e| load_err(format!("attaching {prog} to {}:{symbol}", lib.display()), e))?;
     Ok(())
 }
 
 fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, category: &str) -> Result<(), EbpfError> {
     let p: &mut TracePoint = program(ebpf, prog)?;
-    p.load().map_err(|e| load_err(format!("loading {prog}"), e))?;
-    p.attach(category, prog).map_err(|e| load_err(format!("attaching {category}:{prog}"), e))?;
+    p.load()
+        .map_err(|e| load_err(format!("loading {prog}"), e))?;
+    p.attach(category, prog)
+        .map_err(|e| load_err(format!("attaching {category}:{prog}"), e))?;
     Ok(())
 }
 
@@ -133,28 +163,49 @@ impl EbpfProbe {
     /// sched_process_fork.
     /// `step_counters`: (library, symbol) of each function whose calls are counted per
     /// step (`record --uprobe`).
-    pub fn load(lib: &Path, step_counters: &[(String, String)]) -> Result<(EbpfProbe, Tracked), EbpfError> {
+    pub fn load(
+        lib: &Path,
+        step_counters: &[(String, String)],
+    ) -> Result<(EbpfProbe, Tracked), EbpfError> {
         if step_counters.len() > MAX_STEP_COUNTERS {
-            return Err(load_err("--uprobe", format!("at most {MAX_STEP_COUNTERS} functions can be counted")));
+            return Err(load_err(
+                "--uprobe",
+                format!("at most {MAX_STEP_COUNTERS} functions can be counted"),
+            ));
         }
         let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(EbpfError::NotRoot);
         }
-        let lib = lib.canonicalize().map_err(|e| load_err(format!("marker library {}", lib.display()), e))?;
+        let lib = lib
+            .canonicalize()
+            .map_err(|e| load_err(format!("marker library {}", lib.display()), e))?;
         ensure_tracefs()?;
-        let format = std::fs::read_to_string(Path::new(TRACEFS).join("events/sched/sched_process_fork/format"))
-            .map_err(|e| load_err("reading sched_process_fork's format", e))?;
-        let child_off = fork_child_pid_offset(&format).ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))?;
+        let format = std::fs::read_to_string(
+            Path::new(TRACEFS).join("events/sched/sched_process_fork/format"),
+        )
+        .map_err(|e| load_err("reading sched_process_fork's format", e))?;
+        let child_off = fork_child_pid_offset(&format)
+            .ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))?;
 
         let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let mut config: Array<MapData, u32> = take(&mut ebpf, "CONFIG")?;
-        for (slot, value) in [(CONFIG_FORK_CHILD_PID_OFFSET, child_off), (CONFIG_COUNTERS, step_counters.len() as u32)] {
-            config.set(slot, value, 0).map_err(|e| load_err("CONFIG", e))?;
+        for (slot, value) in [
+            (CONFIG_FORK_CHILD_PID_OFFSET, child_off),
+            (CONFIG_COUNTERS, step_counters.len() as u32),
+        ] {
+            config
+                .set(slot, value, 0)
+                .map_err(|e| load_err("CONFIG", e))?;
         }
         for (slot, (target, symbol)) in step_counters.iter().enumerate() {
-            attach_uprobe(&mut ebpf, &format!("count{slot}"), symbol, Path::new(target))?;
+            attach_uprobe(
+                &mut ebpf,
+                &format!("count{slot}"),
+                symbol,
+                Path::new(target),
+            )?;
         }
         attach_uprobe(&mut ebpf, "step_begin", "eco2ai_step_begin", &lib)?;
         attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
@@ -178,12 +229,15 @@ impl EbpfProbe {
     /// of `lib`, to measure what the bare uprobe trap costs on the same functions.
     pub fn attach_empty(lib: &Path, symbols: &[&str]) -> Result<Ebpf, EbpfError> {
         let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
-        let lib = lib.canonicalize().map_err(|e| load_err(format!("{}", lib.display()), e))?;
+        let lib = lib
+            .canonicalize()
+            .map_err(|e| load_err(format!("{}", lib.display()), e))?;
         let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let p: &mut UProbe = program(&mut ebpf, "empty")?;
         p.load().map_err(|e| load_err("loading empty", e))?;
         for symbol in symbols {
-            p.attach(*symbol, &lib, UProbeScope::AllProcesses).map_err(|e| load_err(format!("attaching empty to {symbol}"), e))?;
+            p.attach(*symbol, &lib, UProbeScope::AllProcesses)
+                .map_err(|e| load_err(format!("attaching empty to {symbol}"), e))?;
         }
         Ok(ebpf)
     }
@@ -191,7 +245,9 @@ impl EbpfProbe {
     fn drain(&mut self, pairing: &mut Pairing, b: &mut Batcher, errors: &ErrorCounts) {
         let with_counts = self.step_counters > 0;
         while let Some(item) = self.ring.next() {
-            let ev = (item.len() == RING_EVENT_LEN).then(|| Event::decode(&item[..MARKER_EVENT_LEN])).flatten();
+            let ev = (item.len() == RING_EVENT_LEN)
+                .then(|| Event::decode(&item[..MARKER_EVENT_LEN]))
+                .flatten();
             match ev {
                 Some(ev) => {
                     let mut counts: Counts = [0; 4];
@@ -209,7 +265,10 @@ impl EbpfProbe {
     }
 
     fn counter(&self, slot: u32) -> u64 {
-        self.counters.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        self.counters
+            .get(&slot, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
     }
 }
 
@@ -233,20 +292,44 @@ impl OnCpu {
                 String::from_utf8_lossy(&raw[..end]).into_owned()
             });
             sum_ns += delta;
-            b.procs.push(ProcRow { ts_ns, pid, comm: comm.clone(), oncpu_ns: delta, source: "ebpf" });
+            b.procs.push(ProcRow {
+                ts_ns,
+                pid,
+                comm: comm.clone(),
+                oncpu_ns: delta,
+                source: "ebpf",
+            });
         }
         if let Some(prev) = self.last_ts.replace(ts_ns) {
             let util = 100.0 * sum_ns as f32 / ((ts_ns - prev).max(1) as f32 * self.cpus as f32);
-            b.cpu.push(CpuRow { ts_ns, domain: "job".into(), source: "ebpf", energy_uj: None, energy_changed: None, util_pct: Some(util.min(100.0)) });
+            b.cpu.push(CpuRow {
+                ts_ns,
+                domain: "job".into(),
+                source: "ebpf",
+                energy_uj: None,
+                energy_changed: None,
+                util_pct: Some(util.min(100.0)),
+            });
         }
     }
 }
 
 /// The reader thread: drains the ring every 20 ms and the on-CPU map every `procs_ns`,
 /// then once more after `stop`.
-pub fn read_loop(mut probe: EbpfProbe, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts, procs_ns: i64) {
+pub fn read_loop(
+    mut probe: EbpfProbe,
+    mut b: Batcher,
+    stop: Arc<AtomicBool>,
+    errors: ErrorCounts,
+    procs_ns: i64,
+) {
     let mut pairing = Pairing::new("uprobe", probe.step_counters);
-    let mut oncpu = OnCpu { last: StdHashMap::new(), comm: StdHashMap::new(), last_ts: None, cpus: crate::samplers::procfs::cpu_count() };
+    let mut oncpu = OnCpu {
+        last: StdHashMap::new(),
+        comm: StdHashMap::new(),
+        last_ts: None,
+        cpus: crate::samplers::procfs::cpu_count(),
+    };
     let mut seen = [0u64; 2];
     let mut next_procs = monotonic_ns();
     let mut next = monotonic_ns();
@@ -257,7 +340,13 @@ pub fn read_loop(mut probe: EbpfProbe, mut b: Batcher, stop: Arc<AtomicBool>, er
         if now >= next_procs || stopping {
             next_procs = now + procs_ns;
             oncpu.poll(&probe, now, &mut b);
-            for (i, (slot, key)) in [(COUNTER_RINGBUF_FULL, "ebpf:lost_events"), (COUNTER_READ_FAILED, "ebpf:read_failed")].into_iter().enumerate() {
+            for (i, (slot, key)) in [
+                (COUNTER_RINGBUF_FULL, "ebpf:lost_events"),
+                (COUNTER_READ_FAILED, "ebpf:read_failed"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let total = probe.counter(slot);
                 if total > seen[i] {
                     errors.add_n(key, total - seen[i]);

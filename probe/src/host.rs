@@ -13,7 +13,9 @@ pub struct Host {
 }
 
 fn first_line(path: &str) -> String {
-    fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Model name and socket count from /proc/cpuinfo text.
@@ -21,7 +23,9 @@ pub fn parse_cpuinfo(text: &str) -> (String, u32) {
     let mut model = String::new();
     let mut sockets = BTreeSet::new();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         match k.trim() {
             "model name" if model.is_empty() => model = v.trim().to_string(),
             "physical id" => {
@@ -34,7 +38,8 @@ pub fn parse_cpuinfo(text: &str) -> (String, u32) {
 }
 
 pub fn detect() -> Host {
-    let (cpu_model, cpu_sockets) = parse_cpuinfo(&fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    let (cpu_model, cpu_sockets) =
+        parse_cpuinfo(&fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
     Host {
         hostname: first_line("/proc/sys/kernel/hostname"),
         kernel: first_line("/proc/sys/kernel/osrelease"),

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod ebpf;
 pub mod host;
 pub mod markers;
+pub mod metrics;
 pub mod record;
 pub mod recorder;
 pub mod runner;

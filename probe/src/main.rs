@@ -49,13 +49,21 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{}", outcome.finished.dir.display());
             Ok(outcome.exit_code)
         }
-        Cmd::Info { powercap_root, fake_gpus } => {
-            let cfg = SensorConfig { powercap_root, fake_gpus, ..SensorConfig::default() };
+        Cmd::Info {
+            powercap_root,
+            fake_gpus,
+        } => {
+            let cfg = SensorConfig {
+                powercap_root,
+                fake_gpus,
+                ..SensorConfig::default()
+            };
             print!("{}", record::info(&cfg));
             Ok(0)
         }
         Cmd::Recover { run } => {
-            let r = eco2ai_trace::Run::recover(&run).with_context(|| format!("recovering {}", run.display()))?;
+            let r = eco2ai_trace::Run::recover(&run)
+                .with_context(|| format!("recovering {}", run.display()))?;
             println!("{} ({:?})", r.dir().display(), r.meta().status);
             Ok(0)
         }
@@ -63,7 +71,9 @@ fn run(cli: Cli) -> Result<i32> {
             let cfg = DemoConfig {
                 duration: parse_duration(&duration)?,
                 step: parse_duration(&step)?.max(Duration::from_millis(1)),
-                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                threads: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
             };
             let steps = demo::run(&cfg);
             eprintln!("demo: {steps} steps");

@@ -30,7 +30,9 @@ pub fn find_marker_lib(flag: Option<&Path>) -> Option<PathBuf> {
     }
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    [dir.join(LIB_NAME), dir.join("../lib").join(LIB_NAME)].into_iter().find(|p| p.is_file())
+    [dir.join(LIB_NAME), dir.join("../lib").join(LIB_NAME)]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// The marker functions of a loaded `libeco2ai_marker.so`, as a user's training loop
@@ -58,7 +60,10 @@ impl MarkerFns {
         if lib.is_null() {
             return None;
         }
-        let (b, e) = (sym(lib, c"eco2ai_step_begin")?, sym(lib, c"eco2ai_step_end")?);
+        let (b, e) = (
+            sym(lib, c"eco2ai_step_begin")?,
+            sym(lib, c"eco2ai_step_end")?,
+        );
         let (v, l) = (sym(lib, c"eco2ai_eval")?, sym(lib, c"eco2ai_marker_lost")?);
         type End = unsafe extern "C" fn(*const eco2ai_marker::Eco2aiStep);
         // SAFETY: these symbols have exactly these C signatures (marker/include/eco2ai_marker.h).
@@ -81,11 +86,18 @@ pub struct MarkerSocket {
 
 impl MarkerSocket {
     pub fn bind() -> std::io::Result<MarkerSocket> {
-        let name = format!("eco2ai-{}-{}", std::process::id(), crate::clock::monotonic_ns());
+        let name = format!(
+            "eco2ai-{}-{}",
+            std::process::id(),
+            crate::clock::monotonic_ns()
+        );
         let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
         let sock = UnixDatagram::bind_addr(&addr)?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(MarkerSocket { env_value: format!("@{name}"), sock })
+        Ok(MarkerSocket {
+            env_value: format!("@{name}"),
+            sock,
+        })
     }
 }
 
@@ -110,7 +122,12 @@ pub type Counts = [u64; 4];
 impl Pairing {
     /// `counters`: how many counted functions the events carry (0 on the socket path).
     pub fn new(source: &'static str, counters: usize) -> Pairing {
-        Pairing { open: HashMap::new(), held: VecDeque::new(), source, counters: counters.min(4) }
+        Pairing {
+            open: HashMap::new(),
+            held: VecDeque::new(),
+            source,
+            counters: counters.min(4),
+        }
     }
 
     /// Hands on the steps that ended more than `HOLD_NS` before `now_ns` (all of them
@@ -126,30 +143,53 @@ impl Pairing {
 
     /// A step's loss and learning rate, logged after its end (NaN: unknown).
     fn log(&mut self, ev: &Event, errors: &ErrorCounts) {
-        let row = self.held.iter_mut().rev().find(|r| r.pid == ev.pid && r.step == ev.step);
+        let row = self
+            .held
+            .iter_mut()
+            .rev()
+            .find(|r| r.pid == ev.pid && r.step == ev.step);
         match row {
             Some(r) => {
                 r.loss = nan_none(ev.loss).or(r.loss);
                 r.lr = nan_none(ev.lr).or(r.lr);
             }
-            None => errors.add("marker:log_without_step", &SensorError::Transient("loss logged for no recent step".into())),
+            None => errors.add(
+                "marker:log_without_step",
+                &SensorError::Transient("loss logged for no recent step".into()),
+            ),
         }
     }
 
     /// `counts`: the process's cumulative calls of each counted function at the event
     /// (eBPF path with `--uprobe`), for per-step deltas.
-    pub fn handle(&mut self, ev: Event, counts: Option<Counts>, b: &mut Batcher, errors: &ErrorCounts) {
+    pub fn handle(
+        &mut self,
+        ev: Event,
+        counts: Option<Counts>,
+        b: &mut Batcher,
+        errors: &ErrorCounts,
+    ) {
         match ev.kind {
             EventKind::Begin => {
-                if self.open.insert(ev.pid, (ev.step, ev.ts_ns, counts)).is_some() {
-                    errors.add("marker:begin_without_end", &SensorError::Transient("step begun twice".into()));
+                if self
+                    .open
+                    .insert(ev.pid, (ev.step, ev.ts_ns, counts))
+                    .is_some()
+                {
+                    errors.add(
+                        "marker:begin_without_end",
+                        &SensorError::Transient("step begun twice".into()),
+                    );
                 }
             }
             EventKind::End => {
                 let (begin_ns, begin_counts) = match self.open.remove(&ev.pid) {
                     Some((step, ts, c)) if step == ev.step => (ts, c),
                     _ => {
-                        errors.add("marker:end_without_begin", &SensorError::Transient("step ended unbegun".into()));
+                        errors.add(
+                            "marker:end_without_begin",
+                            &SensorError::Transient("step ended unbegun".into()),
+                        );
                         (ev.ts_ns, None)
                     }
                 };
@@ -173,7 +213,12 @@ impl Pairing {
                     counts: step_counts,
                 });
             }
-            EventKind::Eval => b.evals.push(EvalRow { ts_ns: ev.ts_ns, step: ev.step, pid: ev.pid, eval_loss: nan_none(ev.loss) }),
+            EventKind::Eval => b.evals.push(EvalRow {
+                ts_ns: ev.ts_ns,
+                step: ev.step,
+                pid: ev.pid,
+                eval_loss: nan_none(ev.loss),
+            }),
             EventKind::Log => self.log(&ev, errors),
         }
     }
@@ -188,7 +233,10 @@ pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors:
         match sock.sock.recv(&mut buf) {
             Ok(n) => match Event::decode(&buf[..n]) {
                 Some(ev) => pairing.handle(ev, None, &mut b, &errors),
-                None => errors.add("marker:socket", &SensorError::Transient("malformed event".into())),
+                None => errors.add(
+                    "marker:socket",
+                    &SensorError::Transient("malformed event".into()),
+                ),
             },
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if draining {
@@ -218,7 +266,16 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind, pid: u32, step: u64, ts_ns: i64, loss: f64) -> Event {
-        Event { kind, pid, ts_ns, step, loss, lr: f64::NAN, epoch: f64::NAN, ..Event::default() }
+        Event {
+            kind,
+            pid,
+            ts_ns,
+            step,
+            loss,
+            lr: f64::NAN,
+            epoch: f64::NAN,
+            ..Event::default()
+        }
     }
 
     #[test]
@@ -228,8 +285,18 @@ mod tests {
         let errors = ErrorCounts::default();
         let mut p = Pairing::new("socket", 0);
         for (pid, step) in [(1, 7), (2, 7)] {
-            p.handle(ev(EventKind::Begin, pid, step, 100, f64::NAN), None, &mut b, &errors);
-            p.handle(ev(EventKind::End, pid, step, 200, f64::NAN), None, &mut b, &errors);
+            p.handle(
+                ev(EventKind::Begin, pid, step, 100, f64::NAN),
+                None,
+                &mut b,
+                &errors,
+            );
+            p.handle(
+                ev(EventKind::End, pid, step, 200, f64::NAN),
+                None,
+                &mut b,
+                &errors,
+            );
         }
         let mut log = ev(EventKind::Log, 2, 7, 300, 0.25);
         log.lr = 1e-3;
@@ -239,11 +306,19 @@ mod tests {
         assert!(b.steps.is_empty(), "held for a second");
         p.release(200 + HOLD_NS, false, &mut b);
         b.maybe_send(1, true);
-        let Ok(Rows::Steps(rows)) = rx.try_recv() else { panic!("no steps sent") };
+        let Ok(Rows::Steps(rows)) = rx.try_recv() else {
+            panic!("no steps sent")
+        };
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].pid, rows[0].loss), (1, None));
-        assert_eq!((rows[1].pid, rows[1].loss, rows[1].lr), (2, Some(0.25), Some(1e-3)));
+        assert_eq!(
+            (rows[1].pid, rows[1].loss, rows[1].lr),
+            (2, Some(0.25), Some(1e-3))
+        );
         assert_eq!((rows[1].begin_ns, rows[1].end_ns), (100, 200));
-        assert_eq!(errors.snapshot().get("marker:log_without_step:transient"), Some(&1));
+        assert_eq!(
+            errors.snapshot().get("marker:log_without_step:transient"),
+            Some(&1)
+        );
     }
 }

@@ -10,13 +10,15 @@ use eco2ai_trace::{Meta, Sampling, SensorStatus, TraceWriter};
 
 use crate::clock::{mono_to_unix_ns, monotonic_ns, unix_ns};
 use crate::config::{RecordConfig, Workload};
+use crate::ebpf::{EbpfProbe, Tracked};
 use crate::host::{self, Host};
 use crate::markers::{self, MarkerSocket};
-use crate::ebpf::{EbpfProbe, Tracked};
+use crate::metrics::{MetricsServer, MetricsState, RunInfo};
 use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
 use crate::sensors::{self, SensorConfig};
+use std::sync::{Arc, Mutex};
 
 /// Environment variables the recorded command receives.
 pub const ENV_RUN_DIR: &str = "ECO2AI_RUN_DIR";
@@ -36,12 +38,33 @@ pub fn utc_stamp(unix_s: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
-fn build_meta(cfg: &RecordConfig, host: &Host, status: Vec<SensorStatus>, gpus: Vec<eco2ai_trace::GpuInfo>, tdp: Option<f64>) -> Meta {
-    let project = cfg.labels.project_name.clone().unwrap_or_else(|| "run".into());
-    let run_id = cfg.run_id.clone().unwrap_or_else(|| format!("{project}-{}-{}", utc_stamp(unix_ns() / 1_000_000_000), std::process::id()));
+fn build_meta(
+    cfg: &RecordConfig,
+    host: &Host,
+    status: Vec<SensorStatus>,
+    gpus: Vec<eco2ai_trace::GpuInfo>,
+    tdp: Option<f64>,
+) -> Meta {
+    let project = cfg
+        .labels
+        .project_name
+        .clone()
+        .unwrap_or_else(|| "run".into());
+    let run_id = cfg.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "{project}-{}-{}",
+            utc_stamp(unix_ns() / 1_000_000_000),
+            std::process::id()
+        )
+    });
     let iv = &cfg.intervals;
     let mut meta = Meta::new(run_id);
     meta.host = host.hostname.clone();
@@ -64,7 +87,11 @@ fn build_meta(cfg: &RecordConfig, host: &Host, status: Vec<SensorStatus>, gpus: 
     };
     meta.mono_to_unix_ns = mono_to_unix_ns();
     meta.start_ns = monotonic_ns();
-    meta.step_counters = cfg.step_counters.iter().map(|(l, s)| format!("{l}:{s}")).collect();
+    meta.step_counters = cfg
+        .step_counters
+        .iter()
+        .map(|(l, s)| format!("{l}:{s}"))
+        .collect();
     meta.command = match &cfg.workload {
         Workload::Command(c) => c.clone(),
         Workload::Demo(_) => vec!["<demo>".into()],
@@ -80,7 +107,12 @@ fn argv(w: &Workload) -> Result<Option<Vec<String>>> {
         Workload::Command(c) => Some(c.clone()),
         Workload::Demo(d) => {
             let exe = std::env::current_exe().context("locating this executable for the demo")?;
-            Some(vec![exe.display().to_string(), "demo-workload".into(), "--duration".into(), format!("{}ms", d.as_millis())])
+            Some(vec![
+                exe.display().to_string(),
+                "demo-workload".into(),
+                "--duration".into(),
+                format!("{}ms", d.as_millis()),
+            ])
         }
         Workload::Duration(_) | Workload::Pid(_) => None,
     })
@@ -98,16 +130,24 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
         runner::resolve(&a[0])?;
     }
     if let Workload::Pid(pid) = cfg.workload
-        && !alive(pid) {
-            anyhow::bail!("no process with pid {pid} to join");
-        }
-    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
+        && !alive(pid)
+    {
+        anyhow::bail!("no process with pid {pid} to join");
+    }
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
     let (steps, marker_env, marker_status, tracked) = marker_setup(&cfg)?;
     let mut status = sensors.status.clone();
     status.extend(marker_status);
-    let mut meta = build_meta(&cfg, &host, status, sensors.gpus.clone(), sensors.estimate_tdp_w);
+    let mut meta = build_meta(
+        &cfg,
+        &host,
+        status,
+        sensors.gpus.clone(),
+        sensors.estimate_tdp_w,
+    );
     for (k, v) in &marker_env {
         match k.as_str() {
             markers::ENV_MARKER_LIB => meta.marker_lib = Some(v.clone()),
@@ -116,10 +156,20 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
         }
     }
     let dir = cfg.out.join(&meta.run_id);
-    let writer = TraceWriter::create(&dir, meta).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let writer = TraceWriter::create(&dir, meta)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let signals = SignalForwarder::install()?;
-    let recorder = Recorder::start(writer, sensors, steps, cfg.intervals.clone(), ErrorCounts::default())
-        .context("starting sampler threads")?;
+    let errors = ErrorCounts::default();
+    let (metrics, _server) = start_metrics(&cfg, writer.meta(), &host, errors.clone());
+    let recorder = Recorder::start(
+        writer,
+        sensors,
+        steps,
+        metrics,
+        cfg.intervals.clone(),
+        errors,
+    )
+    .context("starting sampler threads")?;
 
     let exit_code = match (argv, &cfg.workload) {
         (Some(a), _) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
@@ -142,22 +192,87 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     if let Ok(mut p) = recorder.patch.lock() {
         p.exit_code = Some(exit_code);
     }
-    let finished = recorder.stop().with_context(|| format!("writing the trace in {}", dir.display()))?;
-    Ok(Outcome { finished, exit_code })
+    let finished = recorder
+        .stop()
+        .with_context(|| format!("writing the trace in {}", dir.display()))?;
+    Ok(Outcome {
+        finished,
+        exit_code,
+    })
+}
+
+type Metrics = (Option<Arc<Mutex<MetricsState>>>, Option<MetricsServer>);
+
+/// Serves the live metrics; a busy address is a warning, not a failed recording.
+fn start_metrics(cfg: &RecordConfig, meta: &Meta, host: &Host, errors: ErrorCounts) -> Metrics {
+    let Some(m) = &cfg.metrics else {
+        return (None, None);
+    };
+    let info = RunInfo {
+        project: meta.labels.project_name.clone().unwrap_or_default(),
+        model: meta.labels.model_name.clone().unwrap_or_default(),
+        country: meta.labels.country.clone().unwrap_or_default(),
+        region: meta.labels.region.clone().unwrap_or_default(),
+        instance: host.hostname.clone(),
+        intensity_g_per_kwh: m.intensity_g_per_kwh,
+        carbon_budget_kg: m.carbon_budget_kg,
+        price_per_kwh: m.price_per_kwh,
+        gpu_hour_usd: m.gpu_hour_usd,
+        pue: m.pue,
+        gpu_models: meta
+            .gpus
+            .iter()
+            .map(|g| (g.index, g.name.clone()))
+            .collect(),
+        start_unix_s: (meta.start_ns + meta.mono_to_unix_ns) as f64 / 1e9,
+        mono_to_unix_ns: meta.mono_to_unix_ns,
+    };
+    let state = Arc::new(Mutex::new(MetricsState::new(info)));
+    match MetricsServer::start(&m.addr, state.clone(), errors) {
+        Ok(server) => {
+            eprintln!(
+                "eco2ai-probe: live metrics on http://{}/metrics",
+                server.addr
+            );
+            (Some(state), Some(server))
+        }
+        Err(e) => {
+            eprintln!("eco2ai-probe: live metrics not served: {}: {e}", m.addr);
+            (None, None)
+        }
+    }
 }
 
 /// Where steps come from (eBPF uprobes, else the marker socket), the environment that
 /// tells the command about it, a status line, and the tracked-process set for eBPF.
-type MarkerSetup = (StepSource, Vec<(String, String)>, Vec<SensorStatus>, Option<Tracked>);
+type MarkerSetup = (
+    StepSource,
+    Vec<(String, String)>,
+    Vec<SensorStatus>,
+    Option<Tracked>,
+);
 
 fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
     let mut env = Vec::new();
     let lib = markers::find_marker_lib(cfg.marker_lib.as_deref());
     if let Some(lib) = &lib {
-        env.push((markers::ENV_MARKER_LIB.to_string(), lib.display().to_string()));
+        env.push((
+            markers::ENV_MARKER_LIB.to_string(),
+            lib.display().to_string(),
+        ));
     }
-    let lib_note = lib.as_ref().map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string());
-    let status = |note: String| vec![SensorStatus { kind: "markers".into(), name: "steps".into(), used: true, note }];
+    let lib_note = lib.as_ref().map_or_else(
+        || format!("{} not found beside the probe", markers::LIB_NAME),
+        |l| l.display().to_string(),
+    );
+    let status = |note: String| {
+        vec![SensorStatus {
+            kind: "markers".into(),
+            name: "steps".into(),
+            used: true,
+            note,
+        }]
+    };
     let why_not = match (&lib, cfg.no_ebpf) {
         (_, true) => "--no-ebpf".to_string(),
         (None, false) => format!("no marker library to attach to ({lib_note})"),
@@ -165,7 +280,12 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
             Ok((probe, tracked)) => {
                 let note = format!("eBPF uprobes on {lib_note}; per-process CPU from sched_switch");
                 eprintln!("eco2ai-probe: steps through eBPF uprobes on {lib_note}");
-                return Ok((StepSource::Ebpf(Box::new(probe)), env, status(note), Some(tracked)));
+                return Ok((
+                    StepSource::Ebpf(Box::new(probe)),
+                    env,
+                    status(note),
+                    Some(tracked),
+                ));
             }
             Err(e) => e.to_string(),
         },
@@ -174,9 +294,18 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
         eprintln!("eco2ai-probe: --uprobe counters need eBPF: not counted");
     }
     let sock = MarkerSocket::bind().context("binding the marker socket")?;
-    eprintln!("eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}", sock.env_value);
-    env.push((eco2ai_marker::ENV_SOCKET.to_string(), sock.env_value.clone()));
-    let note = format!("Unix socket {} (eBPF not used: {why_not}); library {lib_note}; per-process CPU from /proc", sock.env_value);
+    eprintln!(
+        "eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}",
+        sock.env_value
+    );
+    env.push((
+        eco2ai_marker::ENV_SOCKET.to_string(),
+        sock.env_value.clone(),
+    ));
+    let note = format!(
+        "Unix socket {} (eBPF not used: {why_not}); library {lib_note}; per-process CPU from /proc",
+        sock.env_value
+    );
     Ok((StepSource::Socket(sock), env, status(note), None))
 }
 
@@ -212,7 +341,9 @@ fn run_command(
 /// The process exists and has not exited (a zombie waiting for its parent has).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
         Err(_) => false,
     }
 }
@@ -243,15 +374,34 @@ pub fn summary(f: &Finished) -> String {
     let _ = writeln!(s, "run       {} ({:?})", f.dir.display(), m.status);
     let _ = writeln!(s, "duration  {secs:.1} s");
     for (name, j) in f.totals.gpu_j.iter().chain(f.totals.cpu_j.iter()) {
-        let _ = writeln!(s, "energy    {name:<24} {j:>12.1} J  ({:.2} W avg)", j / secs.max(1e-9));
+        let _ = writeln!(
+            s,
+            "energy    {name:<24} {j:>12.1} J  ({:.2} W avg)",
+            j / secs.max(1e-9)
+        );
     }
     if f.totals.gpu_j.is_empty() && f.totals.cpu_j.is_empty() {
-        let _ = writeln!(s, "energy    no energy sensor recorded (see `eco2ai-probe info`)");
+        let _ = writeln!(
+            s,
+            "energy    no energy sensor recorded (see `eco2ai-probe info`)"
+        );
     }
     let rows: Vec<String> = m.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
     let _ = writeln!(s, "rows      {}", rows.join(", "));
-    let errs: Vec<String> = m.sensor_errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(s, "errors    {}", if errs.is_empty() { "none".into() } else { errs.join(", ") });
+    let errs: Vec<String> = m
+        .sensor_errors
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "errors    {}",
+        if errs.is_empty() {
+            "none".into()
+        } else {
+            errs.join(", ")
+        }
+    );
     let _ = writeln!(s, "dropped   {} rows", m.dropped_rows);
     if let Some(c) = m.exit_code {
         let _ = writeln!(s, "exit code {c}");
@@ -265,17 +415,32 @@ pub fn info(cfg: &SensorConfig) -> String {
     let sensors = sensors::discover(cfg, &host);
     let mut s = String::new();
     let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
-    let _ = writeln!(s, "cpu       {} x{} socket(s), {} threads", host.cpu_model, host.cpu_sockets, host.cpu_threads);
+    let _ = writeln!(
+        s,
+        "cpu       {} x{} socket(s), {} threads",
+        host.cpu_model, host.cpu_sockets, host.cpu_threads
+    );
     let lib = markers::find_marker_lib(None);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let ebpf = match (crate::ebpf::is_built(), root) {
-        (false, _) => "not built into this probe (bpf-linker was missing at build time): steps through the marker socket",
+        (false, _) => {
+            "not built into this probe (bpf-linker was missing at build time): steps through the marker socket"
+        }
         (true, false) => "built in, but loading needs root: steps through the marker socket",
-        (true, true) => "built in: steps through uprobes on the marker library, per-process CPU from sched_switch",
+        (true, true) => {
+            "built in: steps through uprobes on the marker library, per-process CPU from sched_switch"
+        }
     };
     let _ = writeln!(s, "ebpf      {ebpf}");
-    let _ = writeln!(s, "markers   {}", lib.map_or_else(|| format!("{} not found beside the probe", markers::LIB_NAME), |l| l.display().to_string()));
+    let _ = writeln!(
+        s,
+        "markers   {}",
+        lib.map_or_else(
+            || format!("{} not found beside the probe", markers::LIB_NAME),
+            |l| l.display().to_string()
+        )
+    );
     let _ = writeln!(s, "sensors:");
     for st in &sensors.status {
         let mark = if st.used { "used   " } else { "missing" };

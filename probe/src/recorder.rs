@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
 use crate::ebpf::{self, EbpfProbe};
 use crate::markers::{self, MarkerSocket};
+use crate::metrics::MetricsState;
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
 use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
@@ -74,8 +75,10 @@ impl Totals {
             Rows::Cpu(v) => {
                 for r in v {
                     if let Some(e) = r.energy_uj {
-                        self.cpu_j.insert(format!("{} ({})", r.domain, r.source), e as f64 / 1e6);
-                        self.cpu_domain_j.insert(r.domain.to_string(), e as f64 / 1e6);
+                        self.cpu_j
+                            .insert(format!("{} ({})", r.domain, r.source), e as f64 / 1e6);
+                        self.cpu_domain_j
+                            .insert(r.domain.to_string(), e as f64 / 1e6);
                     }
                 }
             }
@@ -98,7 +101,12 @@ impl Totals {
             gpu_energy_j: gpu,
             cpu_energy_j: cpu,
             energy_j: gpu + cpu,
-            devices_j: self.gpu_j.iter().chain(self.cpu_j.iter()).map(|(k, v)| (k.clone(), *v)).collect(),
+            devices_j: self
+                .gpu_j
+                .iter()
+                .chain(self.cpu_j.iter())
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             steps: self.steps,
             last_step: self.last_step,
             samples: self.samples,
@@ -157,6 +165,7 @@ impl Recorder {
         writer: TraceWriter,
         sensors: Sensors,
         steps: StepSource,
+        metrics: Option<Arc<Mutex<MetricsState>>>,
         iv: Intervals,
         errors: ErrorCounts,
     ) -> std::io::Result<Recorder> {
@@ -168,44 +177,110 @@ impl Recorder {
         let mut samplers = Vec::new();
         let mut spawn = |name: &str, f: Box<dyn FnOnce(Batcher) + Send>| -> std::io::Result<()> {
             let b = Batcher::new(tx.clone(), dropped.clone(), batch_ns);
-            samplers.push(std::thread::Builder::new().name(name.into()).spawn(move || f(b))?);
+            samplers.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || f(b))?,
+            );
             Ok(())
         };
 
-        if let Some(backend) = sensors.gpu_backend.clone().filter(|_| !sensors.gpus.is_empty()) {
+        if let Some(backend) = sensors
+            .gpu_backend
+            .clone()
+            .filter(|_| !sensors.gpus.is_empty())
+        {
             let ids: Vec<u32> = sensors.gpus.iter().map(|g| g.index).collect();
             let aux_every = (100_000_000 / iv.nvml_ns.max(1)).max(1) as u32;
-            let mut power = GpuPowerSampler::new(backend.clone(), ids.clone(), aux_every, errors.clone());
+            let mut power =
+                GpuPowerSampler::new(backend.clone(), ids.clone(), aux_every, errors.clone());
             let mut energy = GpuEnergySampler::new(backend, ids, errors.clone());
             let (s1, s2, n1, n2) = (stop.clone(), stop.clone(), iv.nvml_ns, iv.nvml_energy_ns);
-            spawn("nvml-power", Box::new(move |mut b| run_every(n1, &s1, |t| { power.poll(t, &mut b.gpu); b.maybe_send(t, false) })))?;
-            spawn("nvml-energy", Box::new(move |mut b| run_every(n2, &s2, |t| { energy.poll(t, &mut b.gpu); b.maybe_send(t, false) })))?;
+            spawn(
+                "nvml-power",
+                Box::new(move |mut b| {
+                    run_every(n1, &s1, |t| {
+                        power.poll(t, &mut b.gpu);
+                        b.maybe_send(t, false)
+                    })
+                }),
+            )?;
+            spawn(
+                "nvml-energy",
+                Box::new(move |mut b| {
+                    run_every(n2, &s2, |t| {
+                        energy.poll(t, &mut b.gpu);
+                        b.maybe_send(t, false)
+                    })
+                }),
+            )?;
         }
         if !sensors.rapl.is_empty() {
             let mut rapl = RaplSampler::new(sensors.rapl, errors.clone());
             let (s, n) = (stop.clone(), iv.rapl_ns);
-            spawn("rapl", Box::new(move |mut b| run_every(n, &s, |t| { rapl.poll(t, &mut b.cpu); b.maybe_send(t, false) })))?;
+            spawn(
+                "rapl",
+                Box::new(move |mut b| {
+                    run_every(n, &s, |t| {
+                        rapl.poll(t, &mut b.cpu);
+                        b.maybe_send(t, false)
+                    })
+                }),
+            )?;
         }
         let tree_from_procfs = !matches!(steps, StepSource::Ebpf(_));
         let (s, e) = (stop.clone(), errors.clone());
         match steps {
-            StepSource::Socket(sock) => spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?,
+            StepSource::Socket(sock) => {
+                spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?
+            }
             StepSource::Ebpf(probe) => {
                 let procs_ns = iv.procs_ns;
-                spawn("ebpf", Box::new(move |b| ebpf::read_loop(*probe, b, s, e, procs_ns)))?
+                spawn(
+                    "ebpf",
+                    Box::new(move |b| ebpf::read_loop(*probe, b, s, e, procs_ns)),
+                )?
             }
         }
-        let estimate = sensors.estimate_tdp_w.map(|w| Estimator::new(w, crate::host::detect().cpu_sockets));
-        let tree_pid = if tree_from_procfs { job_pid.clone() } else { Arc::new(AtomicU32::new(0)) };
+        let estimate = sensors
+            .estimate_tdp_w
+            .map(|w| Estimator::new(w, crate::host::detect().cpu_sockets));
+        let tree_pid = if tree_from_procfs {
+            job_pid.clone()
+        } else {
+            Arc::new(AtomicU32::new(0))
+        };
         let mut cpu = CpuLoop::new(estimate, tree_pid, iv.procs_ns);
         let (s, n) = (stop.clone(), iv.cpu_ns);
-        spawn("procfs", Box::new(move |mut b| run_every(n, &s, |t| { cpu.tick(t, &mut b); b.maybe_send(t, false) })))?;
+        spawn(
+            "procfs",
+            Box::new(move |mut b| {
+                run_every(n, &s, |t| {
+                    cpu.tick(t, &mut b);
+                    b.maybe_send(t, false)
+                })
+            }),
+        )?;
         drop(tx);
 
         let patch = Arc::new(Mutex::new(MetaPatch::default()));
-        let shared = Shared { errors, dropped, stop: stop.clone(), patch: patch.clone() };
-        let writer = std::thread::Builder::new().name("writer".into()).spawn(move || write_loop(writer, rx, iv, shared))?;
-        Ok(Recorder { stop, patch, job_pid, samplers, writer })
+        let shared = Shared {
+            errors,
+            dropped,
+            stop: stop.clone(),
+            patch: patch.clone(),
+            metrics,
+        };
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || write_loop(writer, rx, iv, shared))?;
+        Ok(Recorder {
+            stop,
+            patch,
+            job_pid,
+            samplers,
+            writer,
+        })
     }
 
     /// Stops the samplers, lets the writer drain the channel, and closes the run.
@@ -216,7 +291,10 @@ impl Recorder {
         }
         match self.writer.join() {
             Ok(r) => r,
-            Err(_) => Err(TraceError::Meta { path: PathBuf::from("writer"), reason: "writer thread panicked".into() }),
+            Err(_) => Err(TraceError::Meta {
+                path: PathBuf::from("writer"),
+                reason: "writer thread panicked".into(),
+            }),
         }
     }
 }
@@ -236,26 +314,57 @@ struct CpuLoop {
 impl CpuLoop {
     fn new(estimate: Option<Estimator>, job_pid: Arc<AtomicU32>, procs_ns: i64) -> CpuLoop {
         let machine = MachineUtil::new(std::path::Path::new("/proc"));
-        CpuLoop { machine, estimate, job_pid, tree: None, procs_ns, last_ts: None, last_tree_ts: 0 }
+        CpuLoop {
+            machine,
+            estimate,
+            job_pid,
+            tree: None,
+            procs_ns,
+            last_ts: None,
+            last_tree_ts: 0,
+        }
     }
 
     fn tick(&mut self, ts_ns: i64, b: &mut Batcher) {
         let util = self.machine.poll();
         let dt = self.last_ts.replace(ts_ns).map(|l| ts_ns - l);
         if let Some(u) = util {
-            b.cpu.push(CpuRow { ts_ns, domain: "machine".into(), source: "procfs", energy_uj: None, energy_changed: None, util_pct: Some(u) });
+            b.cpu.push(CpuRow {
+                ts_ns,
+                domain: "machine".into(),
+                source: "procfs",
+                energy_uj: None,
+                energy_changed: None,
+                util_pct: Some(u),
+            });
         }
         if let (Some(est), Some(u), Some(dt)) = (self.estimate.as_mut(), util, dt) {
             let energy_uj = est.add(u, dt);
-            b.cpu.push(CpuRow { ts_ns, domain: "package".into(), source: "estimate", energy_uj: Some(energy_uj), energy_changed: Some(u > 0.0), util_pct: Some(u) });
+            b.cpu.push(CpuRow {
+                ts_ns,
+                domain: "package".into(),
+                source: "estimate",
+                energy_uj: Some(energy_uj),
+                energy_changed: Some(u > 0.0),
+                util_pct: Some(u),
+            });
         }
         if ts_ns - self.last_tree_ts >= self.procs_ns {
             self.last_tree_ts = ts_ns;
             let pid = self.job_pid.load(Ordering::Relaxed);
             if pid != 0 {
-                let tree = self.tree.get_or_insert_with(|| TreeSampler::new(std::path::Path::new("/proc"), pid));
+                let tree = self
+                    .tree
+                    .get_or_insert_with(|| TreeSampler::new(std::path::Path::new("/proc"), pid));
                 if let Some(u) = tree.poll(ts_ns, &mut b.procs) {
-                    b.cpu.push(CpuRow { ts_ns, domain: "job".into(), source: "procfs", energy_uj: None, energy_changed: None, util_pct: Some(u) });
+                    b.cpu.push(CpuRow {
+                        ts_ns,
+                        domain: "job".into(),
+                        source: "procfs",
+                        energy_uj: None,
+                        energy_changed: None,
+                        util_pct: Some(u),
+                    });
                 }
             }
         }
@@ -268,6 +377,7 @@ struct Shared {
     dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     patch: Arc<Mutex<MetaPatch>>,
+    metrics: Option<Arc<Mutex<MetricsState>>>,
 }
 
 impl Shared {
@@ -282,7 +392,12 @@ impl Shared {
     }
 }
 
-fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Shared) -> Result<Finished, TraceError> {
+fn write_loop(
+    mut w: TraceWriter,
+    rx: Receiver<Rows>,
+    iv: Intervals,
+    shared: Shared,
+) -> Result<Finished, TraceError> {
     let mut totals = Totals::default();
     let mut next_flush = monotonic_ns() + iv.flush_ns;
     let mut next_segment = monotonic_ns() + iv.segment_ns;
@@ -291,6 +406,9 @@ fn write_loop(mut w: TraceWriter, rx: Receiver<Rows>, iv: Intervals, shared: Sha
         match rx.recv_timeout(Duration::from_nanos(wait)) {
             Ok(rows) => {
                 totals.see(&rows);
+                if let Some(Ok(mut m)) = shared.metrics.as_ref().map(|m| m.lock()) {
+                    m.observe(&rows);
+                }
                 w.append(rows);
             }
             Err(RecvTimeoutError::Timeout) => {}

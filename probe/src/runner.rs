@@ -5,10 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::exfiltrator::WithOrigin;
@@ -28,7 +28,9 @@ pub enum RunError {
 }
 
 fn is_executable(p: &Path) -> bool {
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Finds the program as `execvp` would, so a typo fails before a run is created.
@@ -49,19 +51,27 @@ pub fn resolve(program: &str) -> Result<PathBuf, RunError> {
 }
 
 pub fn spawn(argv: &[String], env: &[(String, String)]) -> Result<Child, RunError> {
-    let (program, args) = argv.split_first().ok_or_else(|| RunError::NotFound(String::new()))?;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| RunError::NotFound(String::new()))?;
     let resolved = resolve(program)?;
     let mut cmd = Command::new(resolved);
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().map_err(|source| RunError::Spawn { cmd: program.clone(), source })
+    cmd.spawn().map_err(|source| RunError::Spawn {
+        cmd: program.clone(),
+        source,
+    })
 }
 
 /// The exit code a shell would report: the code, or 128 + the signal that killed it.
 pub fn exit_code(status: ExitStatus) -> i32 {
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
 }
 
 /// Watches SIGINT/SIGTERM/SIGHUP/SIGQUIT for the whole recording. Each one sets
@@ -78,7 +88,8 @@ pub struct SignalForwarder {
 
 impl SignalForwarder {
     pub fn install() -> Result<SignalForwarder, RunError> {
-        let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]).map_err(RunError::Signals)?;
+        let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+            .map_err(RunError::Signals)?;
         let handle = signals.handle();
         let interrupted = Arc::new(AtomicBool::new(false));
         let child_pid = Arc::new(AtomicI32::new(0));
@@ -92,7 +103,8 @@ impl SignalForwarder {
                         i2.store(true, Ordering::SeqCst);
                     }
                     w2.1.notify_all();
-                    let from_tty = origin.process.is_none() && matches!(origin.signal, SIGINT | SIGQUIT);
+                    let from_tty =
+                        origin.process.is_none() && matches!(origin.signal, SIGINT | SIGQUIT);
                     let pid = c2.load(Ordering::SeqCst);
                     if pid > 0 && !from_tty {
                         // SAFETY: kill(2) with a pid we spawned and a valid signal number.
@@ -101,13 +113,21 @@ impl SignalForwarder {
                 }
             })
             .map_err(RunError::Signals)?;
-        Ok(SignalForwarder { interrupted, wake, child_pid, handle, thread: Some(thread) })
+        Ok(SignalForwarder {
+            interrupted,
+            wake,
+            child_pid,
+            handle,
+            thread: Some(thread),
+        })
     }
 
     /// Sleeps until `timeout` passes or a signal arrives; true if interrupted.
     pub fn wait(&self, timeout: Duration) -> bool {
         let (lock, cv) = &*self.wake;
-        let Ok(guard) = lock.lock() else { return self.interrupted.load(Ordering::SeqCst) };
+        let Ok(guard) = lock.lock() else {
+            return self.interrupted.load(Ordering::SeqCst);
+        };
         let r = cv.wait_timeout_while(guard, timeout, |_| !self.interrupted.load(Ordering::SeqCst));
         drop(r);
         self.interrupted.load(Ordering::SeqCst)
@@ -130,8 +150,14 @@ mod tests {
     #[test]
     fn resolves_like_execvp() {
         assert!(resolve("sh").is_ok());
-        assert!(matches!(resolve("no-such-program-xyz"), Err(RunError::NotFound(_))));
-        assert!(matches!(resolve("/no/such/file"), Err(RunError::NotFound(_))));
+        assert!(matches!(
+            resolve("no-such-program-xyz"),
+            Err(RunError::NotFound(_))
+        ));
+        assert!(matches!(
+            resolve("/no/such/file"),
+            Err(RunError::NotFound(_))
+        ));
         let f = tempfile::NamedTempFile::new().unwrap();
         let p = f.path().display().to_string();
         assert!(matches!(resolve(&p), Err(RunError::NotExecutable(_))));

@@ -47,10 +47,18 @@ pub struct Sensors {
 }
 
 fn status(kind: &str, name: &str, used: bool, note: impl Into<String>) -> SensorStatus {
-    SensorStatus { kind: kind.into(), name: name.into(), used, note: note.into() }
+    SensorStatus {
+        kind: kind.into(),
+        name: name.into(),
+        used,
+        note: note.into(),
+    }
 }
 
-fn discover_gpus(cfg: &SensorConfig, out: &mut Vec<SensorStatus>) -> (Option<Arc<dyn GpuBackend>>, Vec<GpuInfo>) {
+fn discover_gpus(
+    cfg: &SensorConfig,
+    out: &mut Vec<SensorStatus>,
+) -> (Option<Arc<dyn GpuBackend>>, Vec<GpuInfo>) {
     let backend: Arc<dyn GpuBackend> = match cfg.fake_gpus {
         Some(n) => {
             let clock = Arc::new(crate::clock::monotonic_ns);
@@ -67,16 +75,29 @@ fn discover_gpus(cfg: &SensorConfig, out: &mut Vec<SensorStatus>) -> (Option<Arc
     let all = match backend.devices() {
         Ok(all) => all,
         Err(e) => {
-            out.push(status("nvml", "gpu", false, format!("listing devices failed: {e}")));
+            out.push(status(
+                "nvml",
+                "gpu",
+                false,
+                format!("listing devices failed: {e}"),
+            ));
             return (None, Vec::new());
         }
     };
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let chosen = select_gpus(&all, cfg.gpus.as_deref(), cvd.as_deref());
-    let kind = if cfg.fake_gpus.is_some() { "fake-nvml" } else { "nvml" };
+    let kind = if cfg.fake_gpus.is_some() {
+        "fake-nvml"
+    } else {
+        "nvml"
+    };
     for g in &all {
         let used = chosen.iter().any(|c| c.index == g.index);
-        let note = if used { g.name.clone() } else { format!("{}: excluded by --gpus or CUDA_VISIBLE_DEVICES", g.name) };
+        let note = if used {
+            g.name.clone()
+        } else {
+            format!("{}: excluded by --gpus or CUDA_VISIBLE_DEVICES", g.name)
+        };
         out.push(status(kind, &format!("gpu{}", g.index), used, note));
     }
     if all.is_empty() {
@@ -88,7 +109,11 @@ fn discover_gpus(cfg: &SensorConfig, out: &mut Vec<SensorStatus>) -> (Option<Arc
 pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
     let mut st = Vec::new();
     let (gpu_backend, gpus) = discover_gpus(cfg, &mut st);
-    let rcfg = RaplConfig { powercap_root: cfg.powercap_root.clone(), perf_pmu: cfg.perf_pmu.clone(), ..RaplConfig::default() };
+    let rcfg = RaplConfig {
+        powercap_root: cfg.powercap_root.clone(),
+        perf_pmu: cfg.perf_pmu.clone(),
+        ..RaplConfig::default()
+    };
     let (rapl, rapl_status) = rapl::discover(&rcfg);
     st.extend(rapl_status);
 
@@ -97,7 +122,10 @@ pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
         let (tdp, how) = match (cfg.cpu_tdp_w, estimate::lookup_tdp_w(&host.cpu_model)) {
             (Some(w), _) => (w, "--cpu-tdp-w".to_string()),
             (None, Some((name, w))) => (w, format!("TDP of {name} from datasets/cpu_tdp.csv")),
-            (None, None) => (DEFAULT_TDP_W, format!("'{}' not in datasets/cpu_tdp.csv: default", host.cpu_model)),
+            (None, None) => (
+                DEFAULT_TDP_W,
+                format!("'{}' not in datasets/cpu_tdp.csv: default", host.cpu_model),
+            ),
         };
         let note = format!(
             "no RAPL counter moves: estimated as {tdp} W ({how}) x {} socket(s) x machine CPU utilisation",
@@ -106,6 +134,17 @@ pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
         st.push(status("estimate", "package", true, note));
         estimate_tdp_w = Some(tdp);
     }
-    st.push(status("procfs", "cpu-util", true, "/proc/stat (machine) and /proc/PID/stat (recorded process tree)"));
-    Sensors { gpu_backend, gpus, rapl, estimate_tdp_w, status: st }
+    st.push(status(
+        "procfs",
+        "cpu-util",
+        true,
+        "/proc/stat (machine) and /proc/PID/stat (recorded process tree)",
+    ));
+    Sensors {
+        gpu_backend,
+        gpus,
+        rapl,
+        estimate_tdp_w,
+        status: st,
+    }
 }

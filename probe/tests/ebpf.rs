@@ -33,11 +33,18 @@ macro_rules! require_ebpf {
 }
 
 fn record(out: &Path, pre: &[&str], args: &[&str]) -> Output {
-    let mut cmd = if pre.is_empty() { Command::new(env!("CARGO_BIN_EXE_eco2ai-probe")) } else { Command::new(pre[0]) };
+    let mut cmd = if pre.is_empty() {
+        Command::new(env!("CARGO_BIN_EXE_eco2ai-probe"))
+    } else {
+        Command::new(pre[0])
+    };
     if !pre.is_empty() {
         cmd.args(&pre[1..]).arg(env!("CARGO_BIN_EXE_eco2ai-probe"));
     }
-    cmd.args(["record", "--out", out.to_str().unwrap()]).args(args).output().unwrap()
+    cmd.args(["record", "--out", out.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn run_dir(o: &Output) -> PathBuf {
@@ -53,9 +60,18 @@ fn check_steps(run: &Run, n: u64, source: &str) {
     assert_eq!(steps.num_rows() as u64, n);
     let mut expect = 0;
     for b in &steps.batches {
-        let step = b.column_by_name("step").unwrap().as_primitive::<UInt64Type>();
-        let begin = b.column_by_name("begin_ns").unwrap().as_primitive::<Int64Type>();
-        let end = b.column_by_name("end_ns").unwrap().as_primitive::<Int64Type>();
+        let step = b
+            .column_by_name("step")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let begin = b
+            .column_by_name("begin_ns")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let end = b
+            .column_by_name("end_ns")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         let src = b.column_by_name("source").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             assert_eq!(step.value(i), expect);
@@ -70,14 +86,24 @@ fn check_steps(run: &Run, n: u64, source: &str) {
 fn uprobes_record_every_one_of_ten_thousand_steps() {
     require_ebpf!();
     let out = tempfile::tempdir().unwrap();
-    let o = record(out.path(), &[], &["--", "python3", &fixture("markers.py"), "10000"]);
+    let o = record(
+        out.path(),
+        &[],
+        &["--", "python3", &fixture("markers.py"), "10000"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("steps through eBPF uprobes"), "{err}");
     let run = Run::open(&run_dir(&o)).unwrap();
     check_steps(&run, 10_000, "uprobe");
     assert_eq!(run.read_table(Table::Evals).unwrap().num_rows(), 10);
-    let lost: u64 = run.meta().sensor_errors.iter().filter(|(k, _)| k.starts_with("ebpf")).map(|(_, n)| n).sum();
+    let lost: u64 = run
+        .meta()
+        .sensor_errors
+        .iter()
+        .filter(|(k, _)| k.starts_with("ebpf"))
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(lost, 0, "{:?}", run.meta().sensor_errors);
 }
 
@@ -85,7 +111,11 @@ fn uprobes_record_every_one_of_ten_thousand_steps() {
 fn per_process_cpu_time_matches_the_workloads_own_clock() {
     require_ebpf!();
     let out = tempfile::tempdir().unwrap();
-    let o = record(out.path(), &[], &["--", "python3", &fixture("burn.py"), "1.0"]);
+    let o = record(
+        out.path(),
+        &[],
+        &["--", "python3", &fixture("burn.py"), "1.0"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let own_ns: f64 = stdout.lines().next().unwrap().trim().parse().unwrap();
@@ -93,20 +123,39 @@ fn per_process_cpu_time_matches_the_workloads_own_clock() {
     let procs = run.read_table(Table::Procs).unwrap();
     let (mut total, mut pids) = (0u64, std::collections::BTreeSet::new());
     for b in &procs.batches {
-        let pid = b.column_by_name("pid").unwrap().as_primitive::<UInt32Type>();
-        let ns = b.column_by_name("oncpu_ns").unwrap().as_primitive::<UInt64Type>();
+        let pid = b
+            .column_by_name("pid")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
+        let ns = b
+            .column_by_name("oncpu_ns")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         let src = b.column_by_name("source").unwrap().as_string::<i32>();
         let comm = b.column_by_name("comm").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             assert_eq!(src.value(i), "ebpf");
-            assert!(!comm.value(i).is_empty(), "pid {} has no comm", pid.value(i));
+            assert!(
+                !comm.value(i).is_empty(),
+                "pid {} has no comm",
+                pid.value(i)
+            );
             total += ns.value(i);
             pids.insert(pid.value(i));
         }
     }
     let err = (total as f64 - own_ns).abs() / own_ns;
-    eprintln!("sched_switch {:.3} s vs the workload's clock {:.3} s ({:.2}%), {} processes", total as f64 / 1e9, own_ns / 1e9, 100.0 * err, pids.len());
-    assert!(pids.len() >= 2, "the forked child was not followed: {pids:?}");
+    eprintln!(
+        "sched_switch {:.3} s vs the workload's clock {:.3} s ({:.2}%), {} processes",
+        total as f64 / 1e9,
+        own_ns / 1e9,
+        100.0 * err,
+        pids.len()
+    );
+    assert!(
+        pids.len() >= 2,
+        "the forked child was not followed: {pids:?}"
+    );
     assert!(err < 0.05, "on-CPU time off by {:.1}%", 100.0 * err);
 }
 
@@ -115,12 +164,28 @@ fn without_privileges_the_socket_takes_over_and_no_step_is_lost() {
     require_ebpf!();
     let out = tempfile::tempdir().unwrap();
     // Let the unprivileged probe write its run under the temp dir.
-    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-    let o = record(out.path(), &nobody, &["--", "python3", &fixture("markers.py"), "2000"]);
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let o = record(
+        out.path(),
+        &nobody,
+        &["--", "python3", &fixture("markers.py"), "2000"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("eBPF not used (loading eBPF programs needs root"), "{err}");
+    assert!(
+        err.contains("eBPF not used (loading eBPF programs needs root"),
+        "{err}"
+    );
     let run = Run::open(&run_dir(&o)).unwrap();
     check_steps(&run, 2_000, "socket");
 }
@@ -131,15 +196,33 @@ fn uprobe_counters_count_calls_per_step() {
     let out = tempfile::tempdir().unwrap();
     let lib = Path::new(env!("CARGO_BIN_EXE_eco2ai-probe")).with_file_name("libeco2ai_marker.so");
     let counter = format!("{}:eco2ai_marker_lost", lib.display());
-    let o = record(out.path(), &[], &["--uprobe", &counter, "--", "python3", &fixture("markers.py"), "200", "3"]);
+    let o = record(
+        out.path(),
+        &[],
+        &[
+            "--uprobe",
+            &counter,
+            "--",
+            "python3",
+            &fixture("markers.py"),
+            "200",
+            "3",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = Run::open(&run_dir(&o)).unwrap();
     assert_eq!(run.meta().step_counters, vec![counter]);
     let steps = run.read_table(Table::Steps).unwrap();
     assert_eq!(steps.num_rows(), 200);
     for b in &steps.batches {
-        let step = b.column_by_name("step").unwrap().as_primitive::<UInt64Type>();
-        let c0 = b.column_by_name("count_0").unwrap().as_primitive::<UInt64Type>();
+        let step = b
+            .column_by_name("step")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let c0 = b
+            .column_by_name("count_0")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         let c1 = b.column_by_name("count_1").unwrap();
         for i in 0..b.num_rows() {
             // Even steps call the counted function 3 times, odd steps not at all; the

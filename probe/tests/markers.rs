@@ -32,15 +32,35 @@ fn ten_thousand_markers_give_exactly_ten_thousand_steps() {
     let mut expect = 0u64;
     let mut last_begin = i64::MIN;
     for b in &steps.batches {
-        let step = b.column_by_name("step").unwrap().as_primitive::<UInt64Type>();
-        let begin = b.column_by_name("begin_ns").unwrap().as_primitive::<Int64Type>();
-        let end = b.column_by_name("end_ns").unwrap().as_primitive::<Int64Type>();
-        let loss = b.column_by_name("loss").unwrap().as_primitive::<Float64Type>();
-        let samples = b.column_by_name("samples").unwrap().as_primitive::<UInt64Type>();
+        let step = b
+            .column_by_name("step")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let begin = b
+            .column_by_name("begin_ns")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let end = b
+            .column_by_name("end_ns")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let loss = b
+            .column_by_name("loss")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let samples = b
+            .column_by_name("samples")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
         let source = b.column_by_name("source").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             assert_eq!(step.value(i), expect);
-            assert!(begin.value(i) < end.value(i), "step {expect}: begin {} end {}", begin.value(i), end.value(i));
+            assert!(
+                begin.value(i) < end.value(i),
+                "step {expect}: begin {} end {}",
+                begin.value(i),
+                end.value(i)
+            );
             assert!(begin.value(i) > last_begin);
             assert_eq!(loss.value(i), 1.0 / (expect + 1) as f64);
             assert_eq!(samples.value(i), 16);
@@ -51,9 +71,21 @@ fn ten_thousand_markers_give_exactly_ten_thousand_steps() {
     }
     let evals = run.read_table(Table::Evals).unwrap();
     assert_eq!(evals.num_rows(), 10);
-    assert!(run.meta().sensor_errors.keys().all(|k| !k.starts_with("marker")), "{:?}", run.meta().sensor_errors);
+    assert!(
+        run.meta()
+            .sensor_errors
+            .keys()
+            .all(|k| !k.starts_with("marker")),
+        "{:?}",
+        run.meta().sensor_errors
+    );
     assert_eq!(run.meta().dropped_rows, 0);
-    let status = run.meta().sensors.iter().find(|s| s.kind == "markers").unwrap();
+    let status = run
+        .meta()
+        .sensors
+        .iter()
+        .find(|s| s.kind == "markers")
+        .unwrap();
     assert!(status.note.contains("--no-ebpf"), "{}", status.note);
 }
 

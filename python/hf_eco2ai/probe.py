@@ -103,9 +103,21 @@ class ProbeSession:
         run_dir = os.path.join(config.output_dir, run_id)
         cmd = [probe, "record", "--pid", str(pid), "--out", config.output_dir, "--run-id", run_id]
         cmd += ["--project", config.project_name]
-        for flag, value in (("--model", config.model_name), ("--country", config.country), ("--region", config.region)):
-            if value:
-                cmd += [flag, value]
+        for flag, value in (
+            ("--model", config.model_name),
+            ("--country", config.country),
+            ("--region", config.region),
+            ("--carbon-budget-kg", config.carbon_budget_kg),
+            ("--price-per-kwh", config.price_per_kwh),
+            ("--gpu-hour-usd", config.gpu_hour_usd),
+        ):
+            if value is not None:
+                cmd += [flag, str(value)]
+        cmd += ["--pue", str(config.pue)]
+        if config.export_prometheus:
+            cmd += ["--metrics-addr", f"127.0.0.1:{config.prometheus_port}"]
+        else:
+            cmd += ["--no-metrics"]
         cmd += [str(a) for a in config.extra_probe_args]
         os.makedirs(config.output_dir, exist_ok=True)
         log_path = os.path.join(config.output_dir, f".{run_id}.probe.log")

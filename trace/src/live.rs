@@ -37,7 +37,10 @@ impl Live {
     pub fn read(dir: &Path) -> Result<Live, TraceError> {
         let path = dir.join(LIVE_FILE);
         let bytes = std::fs::read(&path).map_err(|e| TraceError::io(&path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| TraceError::Meta { path, reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| TraceError::Meta {
+            path,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -45,11 +48,18 @@ impl Live {
 /// contain core and uncore) plus DRAM; psys alone only where there is no package
 /// counter. Estimated `package` rows count as a package.
 pub fn cpu_total_j<'a>(domains: impl IntoIterator<Item = (&'a str, f64)> + Clone) -> f64 {
-    let is = |d: &str, p: &str| d == p || d.strip_prefix(p).is_some_and(|rest| rest.starts_with('-'));
+    let is =
+        |d: &str, p: &str| d == p || d.strip_prefix(p).is_some_and(|rest| rest.starts_with('-'));
     let has_package = domains.clone().into_iter().any(|(d, _)| is(d, "package"));
     domains
         .into_iter()
-        .filter(|(d, _)| if has_package { is(d, "package") || is(d, "dram") } else { is(d, "psys") })
+        .filter(|(d, _)| {
+            if has_package {
+                is(d, "package") || is(d, "dram")
+            } else {
+                is(d, "psys")
+            }
+        })
         .map(|(_, j)| j)
         .sum()
 }
@@ -60,7 +70,13 @@ mod tests {
 
     #[test]
     fn cpu_total_does_not_double_count() {
-        let all = [("package-0", 100.0), ("core-0", 60.0), ("dram-0", 10.0), ("psys", 200.0), ("package-1", 1.0)];
+        let all = [
+            ("package-0", 100.0),
+            ("core-0", 60.0),
+            ("dram-0", 10.0),
+            ("psys", 200.0),
+            ("package-1", 1.0),
+        ];
         assert_eq!(cpu_total_j(all), 111.0);
         assert_eq!(cpu_total_j([("psys", 200.0), ("packagex", 5.0)]), 200.0);
         assert_eq!(cpu_total_j([("package", 7.0)]), 7.0);
@@ -69,7 +85,11 @@ mod tests {
     #[test]
     fn round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Live { steps: 3, energy_j: 1.5, ..Live::default() };
+        let l = Live {
+            steps: 3,
+            energy_j: 1.5,
+            ..Live::default()
+        };
         l.write(dir.path()).unwrap();
         assert_eq!(Live::read(dir.path()).unwrap(), l);
     }

@@ -122,8 +122,10 @@ impl Meta {
     pub fn read(dir: &Path) -> Result<Meta, TraceError> {
         let path = dir.join(META_FILE);
         let bytes = fs::read(&path).map_err(|e| TraceError::io(&path, e))?;
-        let meta: Meta = serde_json::from_slice(&bytes)
-            .map_err(|e| TraceError::Meta { path: path.clone(), reason: e.to_string() })?;
+        let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| TraceError::Meta {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         if meta.schema_version != SCHEMA_VERSION {
             return Err(TraceError::SchemaVersion {
                 path,
@@ -138,7 +140,10 @@ impl Meta {
 /// Writes `value` as `dir/name` through a temp file and a rename.
 pub fn write_json_atomic(dir: &Path, name: &str, value: &impl Serialize) -> Result<(), TraceError> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let json = serde_json::to_vec_pretty(value).map_err(|e| TraceError::Meta { path: tmp.clone(), reason: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| TraceError::Meta {
+        path: tmp.clone(),
+        reason: e.to_string(),
+    })?;
     let mut f = fs::File::create(&tmp).map_err(|e| TraceError::io(&tmp, e))?;
     f.write_all(&json).map_err(|e| TraceError::io(&tmp, e))?;
     let path = dir.join(name);

@@ -10,7 +10,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::error::TraceError;
 use crate::meta::{META_FILE, Meta, RunStatus};
 use crate::schema::{SCHEMA_VERSION_KEY, Table};
-use crate::segment::{PARQUET_EXT, STREAM_EXT, check_version, compact, parse_segment_name, read_stream, segment_path};
+use crate::segment::{
+    PARQUET_EXT, STREAM_EXT, check_version, compact, parse_segment_name, read_stream, segment_path,
+};
 
 #[derive(Debug)]
 pub struct Run {
@@ -47,9 +49,10 @@ fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError> {
         let entry = entry.map_err(|e| TraceError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some((seq, ext)) = parse_segment_name(&name)
-            && (ext == PARQUET_EXT || ext == STREAM_EXT) {
-                out.push((seq, ext.to_string()));
-            }
+            && (ext == PARQUET_EXT || ext == STREAM_EXT)
+        {
+            out.push((seq, ext.to_string()));
+        }
     }
     // Parquet first within a sequence number: a stream whose Parquet twin exists was
     // compacted but not yet deleted, and is skipped.
@@ -61,9 +64,14 @@ fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError> {
 impl Run {
     pub fn open(dir: &Path) -> Result<Run, TraceError> {
         if !dir.join(META_FILE).exists() {
-            return Err(TraceError::NotARun { path: dir.to_path_buf() });
+            return Err(TraceError::NotARun {
+                path: dir.to_path_buf(),
+            });
         }
-        Ok(Run { dir: dir.to_path_buf(), meta: Meta::read(dir)? })
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            meta: Meta::read(dir)?,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -121,7 +129,9 @@ impl Run {
 
 /// Removes temp files and streams already compacted.
 fn remove_leftovers(tdir: &Path) -> Result<(), TraceError> {
-    let Ok(entries) = fs::read_dir(tdir) else { return Ok(()) };
+    let Ok(entries) = fs::read_dir(tdir) else {
+        return Ok(());
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale = match parse_segment_name(&name) {
@@ -138,7 +148,8 @@ fn remove_leftovers(tdir: &Path) -> Result<(), TraceError> {
 
 fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, TraceError> {
     let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| TraceError::parquet(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| TraceError::parquet(path, e))?;
     let kv = builder.metadata().file_metadata().key_value_metadata();
     let version = kv
         .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
@@ -151,5 +162,7 @@ fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, TraceErro
         });
     }
     let reader = builder.build().map_err(|e| TraceError::parquet(path, e))?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| TraceError::arrow(path, e))
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TraceError::arrow(path, e))
 }

@@ -237,7 +237,12 @@ mod tests {
     #[test]
     fn every_table_converts_to_its_schema() {
         let samples = [
-            Rows::Gpu(vec![GpuRow { ts_ns: 1, gpu: 0, power_mw: Some(5), ..Default::default() }]),
+            Rows::Gpu(vec![GpuRow {
+                ts_ns: 1,
+                gpu: 0,
+                power_mw: Some(5),
+                ..Default::default()
+            }]),
             Rows::Cpu(vec![CpuRow {
                 ts_ns: 1,
                 domain: "package-0".into(),
@@ -266,7 +271,12 @@ mod tests {
                 oncpu_ns: 9,
                 source: "procfs",
             }]),
-            Rows::Evals(vec![EvalRow { ts_ns: 1, step: 2, pid: 3, eval_loss: Some(1.5) }]),
+            Rows::Evals(vec![EvalRow {
+                ts_ns: 1,
+                step: 2,
+                pid: 3,
+                eval_loss: Some(1.5),
+            }]),
         ];
         for rows in samples {
             let batch = rows.to_batch().expect("batch");

@@ -26,7 +26,13 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [Table::Gpu, Table::Cpu, Table::Steps, Table::Procs, Table::Evals];
+    pub const ALL: [Table; 5] = [
+        Table::Gpu,
+        Table::Cpu,
+        Table::Steps,
+        Table::Procs,
+        Table::Evals,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -140,7 +146,12 @@ fn procs_fields() -> Vec<Field> {
 
 fn evals_fields() -> Vec<Field> {
     use DataType::*;
-    vec![req("ts_ns", Int64), req("step", UInt64), req("pid", UInt32), opt("eval_loss", Float64)]
+    vec![
+        req("ts_ns", Int64),
+        req("step", UInt64),
+        req("pid", UInt32),
+        opt("eval_loss", Float64),
+    ]
 }
 
 #[cfg(test)]

@@ -53,7 +53,12 @@ impl TableWriter {
     pub fn create(run_dir: &Path, table: Table) -> Result<TableWriter, TraceError> {
         let dir = run_dir.join(table.name());
         fs::create_dir_all(&dir).map_err(|e| TraceError::io(&dir, e))?;
-        Ok(TableWriter { table, dir, next_seq: 0, open: None })
+        Ok(TableWriter {
+            table,
+            dir,
+            next_seq: 0,
+            open: None,
+        })
     }
 
     /// Appends one batch to the open segment (opening one if needed) and pushes it to
@@ -65,9 +70,15 @@ impl TableWriter {
         if self.open.is_none() {
             self.open = Some(self.open_segment()?);
         }
-        let Some(seg) = self.open.as_mut() else { return Ok(()) };
-        seg.writer.write(batch).map_err(|e| TraceError::arrow(&seg.path, e))?;
-        seg.writer.flush().map_err(|e| TraceError::arrow(&seg.path, e))?;
+        let Some(seg) = self.open.as_mut() else {
+            return Ok(());
+        };
+        seg.writer
+            .write(batch)
+            .map_err(|e| TraceError::arrow(&seg.path, e))?;
+        seg.writer
+            .flush()
+            .map_err(|e| TraceError::arrow(&seg.path, e))?;
         seg.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -79,13 +90,22 @@ impl TableWriter {
         let file = File::create(&path).map_err(|e| TraceError::io(&path, e))?;
         let writer = StreamWriter::try_new(BufWriter::new(file), &self.table.schema())
             .map_err(|e| TraceError::arrow(&path, e))?;
-        Ok(OpenSegment { seq, path, writer, rows: 0 })
+        Ok(OpenSegment {
+            seq,
+            path,
+            writer,
+            rows: 0,
+        })
     }
 
     /// Closes the open segment and compacts it to Parquet. Returns the rows moved.
     pub fn rotate(&mut self) -> Result<u64, TraceError> {
-        let Some(mut seg) = self.open.take() else { return Ok(0) };
-        seg.writer.finish().map_err(|e| TraceError::arrow(&seg.path, e))?;
+        let Some(mut seg) = self.open.take() else {
+            return Ok(0);
+        };
+        seg.writer
+            .finish()
+            .map_err(|e| TraceError::arrow(&seg.path, e))?;
         drop(seg.writer);
         let out = segment_path(&self.dir, seg.seq, PARQUET_EXT);
         compact(&seg.path, &out, self.table)?;
@@ -103,9 +123,13 @@ pub fn compact(stream: &Path, out: &Path, table: Table) -> Result<u64, TraceErro
     let mut rows = 0u64;
     for_each_stream_batch(stream, table, |batch| {
         rows += batch.num_rows() as u64;
-        writer.write(&batch).map_err(|e| TraceError::parquet(&tmp, e))
+        writer
+            .write(&batch)
+            .map_err(|e| TraceError::parquet(&tmp, e))
     })?;
-    let file = writer.into_inner().map_err(|e| TraceError::parquet(&tmp, e))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| TraceError::parquet(&tmp, e))?;
     file.sync_all().map_err(|e| TraceError::io(&tmp, e))?;
     fs::rename(&tmp, out).map_err(|e| TraceError::io(out, e))?;
     fs::remove_file(stream).map_err(|e| TraceError::io(stream, e))?;

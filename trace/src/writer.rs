@@ -24,7 +24,9 @@ impl TraceWriter {
         if dir.exists() {
             let mut entries = fs::read_dir(dir).map_err(|e| TraceError::io(dir, e))?;
             if entries.next().is_some() {
-                return Err(TraceError::RunExists { path: dir.to_path_buf() });
+                return Err(TraceError::RunExists {
+                    path: dir.to_path_buf(),
+                });
             }
         }
         fs::create_dir_all(dir).map_err(|e| TraceError::io(dir, e))?;
@@ -35,7 +37,11 @@ impl TraceWriter {
         for t in Table::ALL {
             tables.push((TableWriter::create(dir, t)?, Rows::empty(t)));
         }
-        Ok(TraceWriter { dir: dir.to_path_buf(), meta, tables })
+        Ok(TraceWriter {
+            dir: dir.to_path_buf(),
+            meta,
+            tables,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -67,7 +73,9 @@ impl TraceWriter {
                 continue;
             }
             let table = buf.table();
-            let batch = buf.to_batch().map_err(|e| TraceError::arrow(&self.dir, e))?;
+            let batch = buf
+                .to_batch()
+                .map_err(|e| TraceError::arrow(&self.dir, e))?;
             writer.write(&batch)?;
             *self.meta.rows.entry(table.name().to_string()).or_insert(0) += buf.len() as u64;
             *buf = Rows::empty(table);

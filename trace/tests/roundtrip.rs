@@ -8,7 +8,12 @@ use eco2ai_trace::{CpuRow, GpuRow, Meta, Rows, Run, RunStatus, Table, TraceWrite
 fn gpu_rows(from: i64, n: i64) -> Rows {
     Rows::Gpu(
         (from..from + n)
-            .map(|i| GpuRow { ts_ns: i, gpu: 0, power_mw: Some(100_000 + i as u32), ..Default::default() })
+            .map(|i| GpuRow {
+                ts_ns: i,
+                gpu: 0,
+                power_mw: Some(100_000 + i as u32),
+                ..Default::default()
+            })
             .collect(),
     )
 }
@@ -52,9 +57,16 @@ fn finished_run_is_complete_parquet_and_reads_back_every_row() {
     assert_eq!(run.read_table(Table::Cpu).unwrap().num_rows(), 1);
     assert_eq!(run.read_table(Table::Steps).unwrap().num_rows(), 0);
     // Two segments, each compacted; no stream left behind.
-    let names: Vec<_> = fs::read_dir(run_dir.join("gpu")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(run_dir.join("gpu"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().all(|n| n.to_string_lossy().ends_with(".parquet")));
+    assert!(
+        names
+            .iter()
+            .all(|n| n.to_string_lossy().ends_with(".parquet"))
+    );
 }
 
 #[test]
@@ -110,7 +122,10 @@ fn stream_with_parquet_twin_is_not_read_twice() {
     w.rotate().unwrap();
     fs::write(&stream, copy).unwrap();
     let run = Run::open(&run_dir).unwrap();
-    assert_eq!(ts(&run.read_table(Table::Gpu).unwrap()), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        ts(&run.read_table(Table::Gpu).unwrap()),
+        (0..10).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -126,7 +141,10 @@ fn bad_runs_are_clear_errors() {
     // Corrupt Parquet: an error naming the file, not a panic.
     let seg = run_dir.join("gpu/seg-000000.parquet");
     fs::write(&seg, b"PAR1 garbage").unwrap();
-    let err = Run::open(&run_dir).unwrap().read_table(Table::Gpu).unwrap_err();
+    let err = Run::open(&run_dir)
+        .unwrap()
+        .read_table(Table::Gpu)
+        .unwrap_err();
     assert!(err.to_string().contains("seg-000000.parquet"), "{err}");
 
     // A second writer into the same directory is refused.

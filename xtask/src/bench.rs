@@ -40,11 +40,24 @@ fn wait_usage(child: Child, started: std::time::Instant) -> Result<(i32, Usage)>
 fn python_with_codecarbon() -> Result<PathBuf> {
     let venv = root().join(".venv");
     let py = venv.join("bin/python");
-    let has = |py: &Path| Command::new(py).args(["-c", "import codecarbon"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import codecarbon"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if !has(&py) {
         eprintln!("xtask: installing codecarbon into {}", venv.display());
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?.success()
-            && Command::new(venv.join("bin/pip")).args(["install", "-q", "codecarbon"]).status()?.success();
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?
+            .success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "codecarbon"])
+                .status()?
+                .success();
         if !ok || !has(&py) {
             bail!("could not install codecarbon into {}", venv.display());
         }
@@ -58,13 +71,22 @@ pub fn bench(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--seconds" => seconds = it.next().and_then(|s| s.parse().ok()).context("--seconds needs a number")?,
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .context("--seconds needs a number")?
+            }
             "--no-codecarbon" => codecarbon = false,
             other => bail!("unknown bench flag '{other}'"),
         }
     }
     cargo(&["build", "--release", "--bin", "eco2ai-probe"])?;
-    let py = if codecarbon { Some(python_with_codecarbon()?) } else { None };
+    let py = if codecarbon {
+        Some(python_with_codecarbon()?)
+    } else {
+        None
+    };
     let out = root().join("bench-out");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
@@ -75,7 +97,15 @@ pub fn bench(args: &[String]) -> Result<()> {
     let probe = Command::new(root().join("target/release/eco2ai-probe"))
         .args(["record", "--out"])
         .arg(&out)
-        .args(["--run-id", "bench", "--fake-gpus", "8", "--duration", &format!("{seconds}s"), "--powercap-root"])
+        .args([
+            "--run-id",
+            "bench",
+            "--fake-gpus",
+            "8",
+            "--duration",
+            &format!("{seconds}s"),
+            "--powercap-root",
+        ])
         .arg(&tree.root)
         .stdout(Stdio::null())
         .spawn()
@@ -95,14 +125,28 @@ pub fn bench(args: &[String]) -> Result<()> {
     if code != 0 {
         bail!("the probe exited with {code}");
     }
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("bench/meta.json"))?)?;
-    let rows: u64 = meta["rows"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("bench/meta.json"))?)?;
+    let rows: u64 = meta["rows"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
     // wait4's peak RSS includes the parent's pages copied before exec; the probe's own
     // VmHWM (kept in meta.json) is the figure that counts.
     let own_rss_mb = meta["probe_peak_rss_kb"].as_f64().map(|kb| kb / 1024.0);
-    let probe_use = Usage { max_rss_mb: own_rss_mb.unwrap_or(probe_use.max_rss_mb), ..probe_use };
-    let mut report = vec![line("eco2ai-probe (8 fake GPUs, RAPL 1 kHz)", probe_use, rows)];
-    report.push(format!("  rows by table: {}; dropped {}", meta["rows"], meta["dropped_rows"]));
+    let probe_use = Usage {
+        max_rss_mb: own_rss_mb.unwrap_or(probe_use.max_rss_mb),
+        ..probe_use
+    };
+    let mut report = vec![line(
+        "eco2ai-probe (8 fake GPUs, RAPL 1 kHz)",
+        probe_use,
+        rows,
+    )];
+    report.push(format!(
+        "  rows by table: {}; dropped {}",
+        meta["rows"], meta["dropped_rows"]
+    ));
     let floor = timer_floor(seconds.min(20))?;
     report.push(line("floor: an empty 1 kHz sleep loop", floor, 0));
     if let Some(cc) = cc {
@@ -110,10 +154,14 @@ pub fn bench(args: &[String]) -> Result<()> {
         if code != 0 {
             bail!("codecarbon exited with {code}");
         }
-        let res: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("codecarbon.json"))?)?;
+        let res: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("codecarbon.json"))?)?;
         let samples = res["measurements"].as_u64().unwrap_or(0);
         report.push(line("codecarbon (measure_power_secs=1)", cc_use, samples));
-        report.push(format!("  codecarbon: {}", res["note"].as_str().unwrap_or("")));
+        report.push(format!(
+            "  codecarbon: {}",
+            res["note"].as_str().unwrap_or("")
+        ));
     }
     let text = report.join("\n");
     println!("{text}");
@@ -125,7 +173,9 @@ pub fn bench(args: &[String]) -> Result<()> {
 fn timer_floor(seconds: u64) -> Result<Usage> {
     let exe = std::env::current_exe()?;
     let started = std::time::Instant::now();
-    let child = Command::new(exe).args(["timer-floor", &seconds.to_string()]).spawn()?;
+    let child = Command::new(exe)
+        .args(["timer-floor", &seconds.to_string()])
+        .spawn()?;
     Ok(wait_usage(child, started)?.1)
 }
 

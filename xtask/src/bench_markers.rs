@@ -18,8 +18,19 @@ use crate::util::{cargo, root};
 pub fn marker_loop(args: &[String]) -> Result<()> {
     let lib = std::env::var(ENV_MARKER_LIB).context("ECO2AI_MARKER_LIB not set")?;
     let m = MarkerFns::load(&lib).with_context(|| format!("loading {lib}"))?;
-    let num = |i: usize| -> Result<u64> { args.get(i).and_then(|s| s.parse().ok()).context("marker-loop: bad number") };
-    let step = |i: u64| Eco2aiStep { step: i, samples: 8, tokens: 8 * 512, loss: 1.0, lr: 1e-4, epoch: 0.0 };
+    let num = |i: usize| -> Result<u64> {
+        args.get(i)
+            .and_then(|s| s.parse().ok())
+            .context("marker-loop: bad number")
+    };
+    let step = |i: u64| Eco2aiStep {
+        step: i,
+        samples: 8,
+        tokens: 8 * 512,
+        loss: 1.0,
+        lr: 1e-4,
+        epoch: 0.0,
+    };
     match args.first().map(String::as_str) {
         Some("time") => {
             let n = num(1)?;
@@ -37,7 +48,9 @@ pub fn marker_loop(args: &[String]) -> Result<()> {
                 acc += (m.lost)();
             }
             let per_empty = t.elapsed().as_nanos() as f64 / n as f64;
-            println!("{{\"ns_per_marker\": {per_marker:.1}, \"ns_per_lost_call\": {per_empty:.1}, \"lost\": {acc}}}");
+            println!(
+                "{{\"ns_per_marker\": {per_marker:.1}, \"ns_per_lost_call\": {per_empty:.1}, \"lost\": {acc}}}"
+            );
         }
         Some("paced") => {
             let (rate, secs) = (num(1)?, num(2)?);
@@ -54,7 +67,10 @@ pub fn marker_loop(args: &[String]) -> Result<()> {
                 unsafe { (m.end)(&s) };
             }
             let achieved = 2.0 * steps as f64 / start.elapsed().as_secs_f64();
-            println!("{{\"steps\": {steps}, \"markers_per_s\": {achieved:.0}, \"lost\": {}}}", (m.lost)());
+            println!(
+                "{{\"steps\": {steps}, \"markers_per_s\": {achieved:.0}, \"lost\": {}}}",
+                (m.lost)()
+            );
         }
         _ => bail!("marker-loop time N | paced RATE SECONDS"),
     }
@@ -67,12 +83,22 @@ fn json_out(cmd: &mut Command) -> Result<serde_json::Value> {
         bail!("{:?} failed: {}", cmd, String::from_utf8_lossy(&o.stderr));
     }
     let text = String::from_utf8_lossy(&o.stdout);
-    let line = text.lines().find(|l| l.starts_with('{')).context("no JSON from the marker loop")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON from the marker loop")?;
     Ok(serde_json::from_str(line)?)
 }
 
 pub fn bench_markers(_args: &[String]) -> Result<()> {
-    cargo(&["build", "--release", "-p", "eco2ai-marker", "-p", "eco2ai-probe"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "eco2ai-marker",
+        "-p",
+        "eco2ai-probe",
+    ])?;
     let lib = root().join("target/release/libeco2ai_marker.so");
     let probe = root().join("target/release/eco2ai-probe");
     let me = std::env::current_exe()?;
@@ -84,9 +110,15 @@ pub fn bench_markers(_args: &[String]) -> Result<()> {
     };
     let mut report = Vec::new();
     let bare = json_out(&mut lp(&["time", &n.to_string()]))?;
-    report.push(format!("no probe:        {} ns per marker call, {} ns per empty call", bare["ns_per_marker"], bare["ns_per_lost_call"]));
+    report.push(format!(
+        "no probe:        {} ns per marker call, {} ns per empty call",
+        bare["ns_per_marker"], bare["ns_per_lost_call"]
+    ));
 
-    match eco2ai_probe::ebpf::EbpfProbe::attach_empty(&lib, &["eco2ai_step_begin", "eco2ai_step_end"]) {
+    match eco2ai_probe::ebpf::EbpfProbe::attach_empty(
+        &lib,
+        &["eco2ai_step_begin", "eco2ai_step_end"],
+    ) {
         Ok(_guard) => {
             let e = json_out(&mut lp(&["time", &n.to_string()]))?;
             report.push(format!("empty uprobe:    {} ns per marker call (an empty program on the same two functions)", e["ns_per_marker"]));
@@ -96,17 +128,43 @@ pub fn bench_markers(_args: &[String]) -> Result<()> {
     let out = std::env::temp_dir().join(format!("eco2ai-bench-markers-{}", std::process::id()));
     let under_probe = |extra: &[&str]| -> Result<serde_json::Value> {
         let mut c = Command::new(&probe);
-        c.args(["record", "--out"]).arg(&out).arg("--marker-lib").arg(&lib).arg("--").arg(&me).arg("marker-loop").args(extra);
+        c.args(["record", "--out"])
+            .arg(&out)
+            .arg("--marker-lib")
+            .arg(&lib)
+            .arg("--")
+            .arg(&me)
+            .arg("marker-loop")
+            .args(extra);
         json_out(&mut c)
     };
     let p = under_probe(&["time", &n.to_string()])?;
-    report.push(format!("probe attached:  {} ns per marker call (uprobe + ring buffer event)", p["ns_per_marker"]));
+    report.push(format!(
+        "probe attached:  {} ns per marker call (uprobe + ring buffer event)",
+        p["ns_per_marker"]
+    ));
     let paced = under_probe(&["paced", "100000", "3"])?;
-    let run_dir = std::fs::read_dir(&out)?.flatten().map(|e| e.path()).max().context("no run")?;
+    let run_dir = std::fs::read_dir(&out)?
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .context("no run")?;
     let run = eco2ai_trace::Run::open(&run_dir)?;
     let steps = run.read_table(eco2ai_trace::Table::Steps)?.num_rows();
-    let lost: u64 = run.meta().sensor_errors.iter().filter(|(k, _)| k.starts_with("ebpf")).map(|(_, v)| v).sum();
-    let source = run.meta().sensors.iter().find(|s| s.kind == "markers").map(|s| s.note.clone()).unwrap_or_default();
+    let lost: u64 = run
+        .meta()
+        .sensor_errors
+        .iter()
+        .filter(|(k, _)| k.starts_with("ebpf"))
+        .map(|(_, v)| v)
+        .sum();
+    let source = run
+        .meta()
+        .sensors
+        .iter()
+        .find(|s| s.kind == "markers")
+        .map(|s| s.note.clone())
+        .unwrap_or_default();
     report.push(format!(
         "paced:           {} markers/s achieved, {} steps marked, {steps} recorded, {lost} events lost ({source})",
         paced["markers_per_s"], paced["steps"]

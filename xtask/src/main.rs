@@ -67,12 +67,23 @@ fn is_root() -> bool {
 /// Builds both binaries and records; with no arguments, the demo then its summary.
 fn run(args: &[String]) -> Result<()> {
     if let Err(e) = setup::setup() {
-        eprintln!("xtask: eBPF toolchain not set up ({e:#}); the probe will take steps through the marker socket");
+        eprintln!(
+            "xtask: eBPF toolchain not set up ({e:#}); the probe will take steps through the marker socket"
+        );
     }
     cargo(&["build", "--bin", "eco2ai-probe", "--bin", "eco2ai-analyze"])?;
     let bin = root().join("target/debug");
     let probe_args: Vec<String> = match args {
-        [] => ["record", "--demo", "--project", "demo", "--model", "synthetic"].map(String::from).to_vec(),
+        [] => [
+            "record",
+            "--demo",
+            "--project",
+            "demo",
+            "--model",
+            "synthetic",
+        ]
+        .map(String::from)
+        .to_vec(),
         [dashdash, rest @ ..] if dashdash == "--" => rest.to_vec(),
         other => other.to_vec(),
     };
@@ -82,7 +93,9 @@ fn run(args: &[String]) -> Result<()> {
             cmd.insert(0, "sudo".into());
             cmd.insert(1, "-E".into());
         } else {
-            eprintln!("xtask: not root and no password-less sudo: RAPL (powercap, perf) and eBPF need root; recording without them");
+            eprintln!(
+                "xtask: not root and no password-less sudo: RAPL (powercap, perf) and eBPF need root; recording without them"
+            );
         }
     }
     cmd.extend(probe_args);
@@ -92,7 +105,11 @@ fn run(args: &[String]) -> Result<()> {
         if run_dir.is_empty() {
             bail!("the probe printed no run directory");
         }
-        util::run_inherit(&[bin.join("eco2ai-analyze").display().to_string(), "summary".into(), run_dir])?;
+        util::run_inherit(&[
+            bin.join("eco2ai-analyze").display().to_string(),
+            "summary".into(),
+            run_dir,
+        ])?;
     } else {
         print!("{out}");
     }
@@ -132,10 +149,23 @@ fn smoke() -> Result<()> {
     let bin = root().join("target/debug");
     let out = std::env::temp_dir().join(format!("eco2ai-smoke-{}", std::process::id()));
     let probe = bin.join("eco2ai-probe").display().to_string();
-    let cmd = [probe, "record".into(), "--demo".into(), "--duration".into(), "3s".into(), "--out".into(), out.display().to_string()];
+    let cmd = [
+        probe,
+        "record".into(),
+        "--demo".into(),
+        "--duration".into(),
+        "3s".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
     let printed = util::run_capture(&cmd)?;
     let run_dir = printed.lines().last().unwrap_or_default().to_string();
-    let summary = util::run_capture(&[bin.join("eco2ai-analyze").display().to_string(), "summary".into(), "--json".into(), run_dir])?;
+    let summary = util::run_capture(&[
+        bin.join("eco2ai-analyze").display().to_string(),
+        "summary".into(),
+        "--json".into(),
+        run_dir,
+    ])?;
     let _ = std::fs::remove_dir_all(&out);
     let v: serde_json::Value = serde_json::from_str(&summary)?;
     let ok = v["truncated"] == serde_json::Value::Bool(false)

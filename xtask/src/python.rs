@@ -27,13 +27,22 @@ pub fn ensure_venv() -> Result<PathBuf> {
     let py = venv_python();
     if !py.exists() {
         eprintln!("xtask: creating .venv");
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(root().join(".venv")).status()?.success();
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(root().join(".venv"))
+            .status()?
+            .success();
         if !ok {
             bail!("python3 -m venv .venv failed (Debian: apt-get install python3-venv)");
         }
     }
-    if !has_modules(&py, "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest") {
-        eprintln!("xtask: installing the Python package and its test dependencies into .venv (torch: a few GB, once)");
+    if !has_modules(
+        &py,
+        "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest",
+    ) {
+        eprintln!(
+            "xtask: installing the Python package and its test dependencies into .venv (torch: a few GB, once)"
+        );
         let ok = Command::new(&py)
             .args(["-m", "pip", "install", "-q", "-e"])
             .arg(format!("{}[test]", root().join("python").display()))

@@ -10,22 +10,35 @@ use anyhow::{Context, Result, bail};
 const BPF_LINKER: &str = "0.13.0";
 
 fn output(program: &str, args: &[&str]) -> Result<String> {
-    let o = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
+    let o = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
     if !o.status.success() {
-        bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 fn cache_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/eco2ai")
 }
 
 /// `rustc +nightly -vV` facts: (commit hash, LLVM major version).
 fn nightly_facts() -> Result<(String, String)> {
     let vv = output("rustup", &["run", "nightly", "rustc", "-vV"])?;
-    let field = |k: &str| vv.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+    let field = |k: &str| {
+        vv.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
     let hash = field("commit-hash:").context("no commit-hash in rustc -vV")?;
     let llvm = field("LLVM version:").context("no LLVM version in rustc -vV")?;
     let major = llvm.split('.').next().unwrap_or_default().to_string();
@@ -37,16 +50,27 @@ fn ensure_nightly() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing the nightly toolchain (minimal profile)");
-    output("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"]).map(drop)
+    output(
+        "rustup",
+        &["toolchain", "install", "nightly", "--profile", "minimal"],
+    )
+    .map(drop)
 }
 
 fn ensure_rust_src() -> Result<()> {
-    let sysroot = PathBuf::from(output("rustup", &["run", "nightly", "rustc", "--print", "sysroot"])?);
+    let sysroot = PathBuf::from(output(
+        "rustup",
+        &["run", "nightly", "rustc", "--print", "sysroot"],
+    )?);
     if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
         return Ok(());
     }
     eprintln!("xtask: adding rust-src to the nightly toolchain");
-    output("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"]).map(drop)
+    output(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    )
+    .map(drop)
 }
 
 /// bpf-linker linked against nightly's libLLVM; rebuilt when nightly changes.
@@ -58,7 +82,11 @@ fn ensure_bpf_linker() -> Result<()> {
     if have_version && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
         return Ok(());
     }
-    let sysroot_lib = PathBuf::from(output("rustup", &["run", "nightly", "rustc", "--print", "sysroot"])?).join("lib");
+    let sysroot_lib = PathBuf::from(output(
+        "rustup",
+        &["run", "nightly", "rustc", "--print", "sysroot"],
+    )?)
+    .join("lib");
     let lib = std::fs::read_dir(&sysroot_lib)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -73,9 +101,19 @@ fn ensure_bpf_linker() -> Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(sysroot_lib.join(&lib), &link)?;
     }
-    eprintln!("xtask: building bpf-linker {BPF_LINKER} against nightly's LLVM {major} (1-3 minutes)");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER} against nightly's LLVM {major} (1-3 minutes)"
+    );
     let status = Command::new("cargo")
-        .args(["install", &format!("bpf-linker@{BPF_LINKER}"), "--locked", "--force", "--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER}"),
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix)
         .status()
         .context("running cargo install bpf-linker")?;
@@ -86,8 +124,34 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// Installs what the eBPF build needs; an error says which step failed.
+/// Debian packages the tests use (promtool cross-checks the metrics exposition).
+fn ensure_debian_packages() -> Result<()> {
+    if output("promtool", &["--version"]).is_ok() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "xtask: promtool missing and not root: apt-get install prometheus to cross-check /metrics"
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian's prometheus package (promtool)");
+    output("apt-get", &["update", "-qq"])?;
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "prometheus"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get install prometheus failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs what the eBPF build and the tests need; an error says which step failed.
 pub fn setup() -> Result<()> {
+    ensure_debian_packages().context("Debian packages")?;
     ensure_nightly().context("nightly toolchain")?;
     ensure_rust_src().context("rust-src for nightly")?;
     ensure_bpf_linker().context("bpf-linker")?;

@@ -12,7 +12,11 @@ pub fn root() -> PathBuf {
 
 pub fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo).args(args).current_dir(root()).status().with_context(|| format!("running {cargo}"))?;
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -21,7 +25,11 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// Runs quietly; an error when it cannot start or exits non-zero.
 pub fn sh(program: &str, args: &[&str]) -> Result<()> {
-    let status = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
@@ -31,7 +39,11 @@ pub fn sh(program: &str, args: &[&str]) -> Result<()> {
 /// Runs with stderr shown and stdout captured (and echoed).
 pub fn run_capture(cmd: &[String]) -> Result<String> {
     let (program, args) = cmd.split_first().context("empty command")?;
-    let mut child = Command::new(program).args(args).stdout(Stdio::piped()).spawn().with_context(|| format!("starting {program}"))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
     let mut out = String::new();
     if let Some(mut s) = child.stdout.take() {
         s.read_to_string(&mut out)?;
@@ -46,7 +58,10 @@ pub fn run_capture(cmd: &[String]) -> Result<String> {
 
 pub fn run_inherit(cmd: &[String]) -> Result<()> {
     let (program, args) = cmd.split_first().context("empty command")?;
-    let status = Command::new(program).args(args).status().with_context(|| format!("starting {program}"))?;
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {program}"))?;
     if !status.success() {
         bail!("{} exited with {status}", cmd.join(" "));
     }
@@ -57,7 +72,11 @@ pub fn run_inherit(cmd: &[String]) -> Result<()> {
 pub fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
     use std::io::BufRead;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(&cargo).args(args).current_dir(root()).stdout(Stdio::piped()).spawn()?;
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()?;
     let (mut passed, mut failed) = (0, 0);
     if let Some(out) = child.stdout.take() {
         for line in std::io::BufReader::new(out).lines() {

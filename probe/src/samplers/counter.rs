@@ -29,12 +29,20 @@ pub struct CounterDiff {
 
 impl CounterDiff {
     pub fn new(max_range: Option<u64>) -> CounterDiff {
-        CounterDiff { max_range: max_range.filter(|m| *m > 0), last_raw: None, total: 0 }
+        CounterDiff {
+            max_range: max_range.filter(|m| *m > 0),
+            last_raw: None,
+            total: 0,
+        }
     }
 
     pub fn update(&mut self, raw: u64) -> Update {
         let Some(last) = self.last_raw.replace(raw) else {
-            return Update { total: 0, changed: false, jump: Jump::None };
+            return Update {
+                total: 0,
+                changed: false,
+                jump: Jump::None,
+            };
         };
         let (delta, jump) = if raw >= last {
             (raw - last, Jump::None)
@@ -45,7 +53,11 @@ impl CounterDiff {
             }
         };
         self.total = self.total.saturating_add(delta);
-        Update { total: self.total, changed: raw != last, jump }
+        Update {
+            total: self.total,
+            changed: raw != last,
+            jump,
+        }
     }
 }
 

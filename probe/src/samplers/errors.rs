@@ -36,7 +36,9 @@ impl SensorError {
         match e.kind() {
             NotFound => SensorError::Gone(format!("{what}: {e}")),
             PermissionDenied => SensorError::PermissionDenied(format!("{what}: {e}")),
-            _ if e.raw_os_error() == Some(libc::ENODEV) => SensorError::Gone(format!("{what}: {e}")),
+            _ if e.raw_os_error() == Some(libc::ENODEV) => {
+                SensorError::Gone(format!("{what}: {e}"))
+            }
             _ => SensorError::Transient(format!("{what}: {e}")),
         }
     }

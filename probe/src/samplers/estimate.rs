@@ -17,7 +17,10 @@ pub fn normalise_model(model: &str) -> String {
     for junk in ["(r)", "(tm)", " cpu ", " processor"] {
         s = s.replace(junk, " ");
     }
-    let words: Vec<&str> = s.split_whitespace().filter(|w| !w.ends_with("-core")).collect();
+    let words: Vec<&str> = s
+        .split_whitespace()
+        .filter(|w| !w.ends_with("-core"))
+        .collect();
     words.join(" ")
 }
 
@@ -27,8 +30,12 @@ pub fn lookup_tdp_w(model: &str) -> Option<(String, f64)> {
     let want = normalise_model(model);
     let mut best: Option<(String, f64)> = None;
     for line in CPU_TDP_CSV.lines().skip(1) {
-        let Some((name, tdp)) = line.rsplit_once(',') else { continue };
-        let Ok(tdp) = tdp.trim().parse::<f64>() else { continue };
+        let Some((name, tdp)) = line.rsplit_once(',') else {
+            continue;
+        };
+        let Ok(tdp) = tdp.trim().parse::<f64>() else {
+            continue;
+        };
         let norm = normalise_model(name);
         if norm == want {
             return Some((name.to_string(), tdp));
@@ -36,7 +43,11 @@ pub fn lookup_tdp_w(model: &str) -> Option<(String, f64)> {
         let contained = norm.len() >= 4
             && norm.chars().any(|c| c.is_ascii_digit())
             && contains_words(&want, &norm);
-        if contained && best.as_ref().is_none_or(|(b, _)| norm.len() > normalise_model(b).len()) {
+        if contained
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| norm.len() > normalise_model(b).len())
+        {
             best = Some((name.to_string(), tdp));
         }
     }
@@ -57,7 +68,10 @@ pub struct Estimator {
 
 impl Estimator {
     pub fn new(tdp_w: f64, sockets: u32) -> Estimator {
-        Estimator { watts_at_full_load: tdp_w * sockets.max(1) as f64, energy_uj: 0.0 }
+        Estimator {
+            watts_at_full_load: tdp_w * sockets.max(1) as f64,
+            energy_uj: 0.0,
+        }
     }
 
     /// Adds `dt_ns` at `util_pct` and returns the energy so far in uJ.

@@ -17,14 +17,21 @@ pub struct CpuTimes {
 /// Parses the aggregate `cpu` line of /proc/stat (in clock ticks).
 pub fn parse_stat(text: &str) -> Option<CpuTimes> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if v.len() < 4 {
         return None;
     }
     // user nice system idle iowait irq softirq steal (guest is already in user)
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    Some(CpuTimes { busy: total - idle, total })
+    Some(CpuTimes {
+        busy: total - idle,
+        total,
+    })
 }
 
 /// Machine-wide utilisation between successive reads, in percent of all CPUs.
@@ -35,7 +42,10 @@ pub struct MachineUtil {
 
 impl MachineUtil {
     pub fn new(proc_root: &Path) -> MachineUtil {
-        MachineUtil { path: proc_root.join("stat"), last: None }
+        MachineUtil {
+            path: proc_root.join("stat"),
+            last: None,
+        }
     }
 
     pub fn poll(&mut self) -> Option<f32> {
@@ -65,10 +75,18 @@ pub fn process_tree(proc_root: &Path, root_pid: u32) -> Vec<u32> {
     while i < out.len() {
         let pid = out[i];
         i += 1;
-        let Ok(tasks) = fs::read_dir(proc_root.join(pid.to_string()).join("task")) else { continue };
+        let Ok(tasks) = fs::read_dir(proc_root.join(pid.to_string()).join("task")) else {
+            continue;
+        };
         for task in tasks.flatten() {
-            let Ok(children) = fs::read_to_string(task.path().join("children")) else { continue };
-            out.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            let Ok(children) = fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            out.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
         }
     }
     out
@@ -81,7 +99,9 @@ pub fn ticks_per_second() -> u64 {
 }
 
 pub fn cpu_count() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 /// Per-process on-CPU time of a process tree, as deltas between polls.
@@ -112,13 +132,24 @@ impl TreeSampler {
         let mut now = HashMap::new();
         let mut sum_ns = 0u64;
         for pid in process_tree(&self.proc_root, self.root_pid) {
-            let Ok(text) = fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat")) else { continue };
-            let Some((comm, ticks)) = parse_pid_stat(&text) else { continue };
+            let Ok(text) = fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat"))
+            else {
+                continue;
+            };
+            let Some((comm, ticks)) = parse_pid_stat(&text) else {
+                continue;
+            };
             now.insert(pid, ticks);
             let before = self.last.get(&pid).copied().unwrap_or(0);
             let oncpu_ns = ticks.saturating_sub(before) * self.ns_per_tick;
             sum_ns += oncpu_ns;
-            out.push(ProcRow { ts_ns, pid, comm, oncpu_ns, source: "procfs" });
+            out.push(ProcRow {
+                ts_ns,
+                pid,
+                comm,
+                oncpu_ns,
+                source: "procfs",
+            });
         }
         self.last = now;
         let prev = self.last_ts_ns.replace(ts_ns)?;
@@ -134,7 +165,13 @@ mod tests {
     #[test]
     fn parses_stat_lines() {
         let s = "cpu  100 5 50 800 20 1 2 3 0 0\ncpu0 1 2 3 4\n";
-        assert_eq!(parse_stat(s), Some(CpuTimes { busy: 161, total: 981 }));
+        assert_eq!(
+            parse_stat(s),
+            Some(CpuTimes {
+                busy: 161,
+                total: 981
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
         let p = "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 1 0";
         assert_eq!(parse_pid_stat(p), Some(("my (odd) proc".to_string(), 281)));
@@ -142,7 +179,10 @@ mod tests {
 
     #[test]
     fn finds_this_process_and_its_child() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
         let tree = process_tree(Path::new("/proc"), std::process::id());
         let _ = child.kill();
         let _ = child.wait();

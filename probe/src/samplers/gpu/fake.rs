@@ -39,7 +39,12 @@ const COUNTER_START_MJ: u64 = 5_000_000_000;
 impl FakeGpus {
     pub fn new(count: u32, clock: Clock, script: FakeScript) -> FakeGpus {
         let origin_ns = clock();
-        FakeGpus { count, clock, origin_ns, script }
+        FakeGpus {
+            count,
+            clock,
+            origin_ns,
+            script,
+        }
     }
 
     fn rel_now(&self) -> i64 {
@@ -53,7 +58,9 @@ impl FakeGpus {
 
     /// Energy (mJ) of `gpu` over update windows `[0, k)`.
     fn energy_windows_mj(gpu: u32, k: i64) -> u64 {
-        let cycle: u64 = (0..LEVELS_MW.len() as i64).map(|i| Self::level_mw(gpu, i)).sum();
+        let cycle: u64 = (0..LEVELS_MW.len() as i64)
+            .map(|i| Self::level_mw(gpu, i))
+            .sum();
         let n = LEVELS_MW.len() as i64;
         let full = (k / n) as u64 * cycle;
         let rest: u64 = (0..k % n).map(|i| Self::level_mw(gpu, i)).sum();
@@ -77,7 +84,11 @@ impl FakeGpus {
     }
 
     fn check(&self, gpu: u32) -> Result<(), SensorError> {
-        if gpu < self.count { Ok(()) } else { Err(SensorError::Gone(format!("fake gpu{gpu}"))) }
+        if gpu < self.count {
+            Ok(())
+        } else {
+            Err(SensorError::Gone(format!("fake gpu{gpu}")))
+        }
     }
 }
 
@@ -114,7 +125,9 @@ impl GpuBackend for FakeGpus {
         }
         let k = t / UPDATE_NS;
         Ok(match self.script.energy_reset_at_ns {
-            Some(r) if t >= r => Self::energy_windows_mj(gpu, k) - Self::energy_windows_mj(gpu, r / UPDATE_NS),
+            Some(r) if t >= r => {
+                Self::energy_windows_mj(gpu, k) - Self::energy_windows_mj(gpu, r / UPDATE_NS)
+            }
             _ => COUNTER_START_MJ + Self::energy_windows_mj(gpu, k),
         })
     }

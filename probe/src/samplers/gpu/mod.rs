@@ -37,13 +37,21 @@ pub trait GpuBackend: Send + Sync {
 
 /// Which GPUs to record: `--gpus` (NVML indices) and CUDA_VISIBLE_DEVICES (indices or
 /// UUID prefixes), both optional.
-pub fn select_gpus(all: &[GpuInfo], flag: Option<&[u32]>, cuda_visible: Option<&str>) -> Vec<GpuInfo> {
+pub fn select_gpus(
+    all: &[GpuInfo],
+    flag: Option<&[u32]>,
+    cuda_visible: Option<&str>,
+) -> Vec<GpuInfo> {
     let mut out: Vec<GpuInfo> = all.to_vec();
     if let Some(want) = flag {
         out.retain(|g| want.contains(&g.index));
     }
     if let Some(cvd) = cuda_visible {
-        let entries: Vec<&str> = cvd.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let entries: Vec<&str> = cvd
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         out.retain(|g| {
             entries.iter().any(|e| match e.parse::<u32>() {
                 Ok(i) => i == g.index,
@@ -71,19 +79,39 @@ pub struct GpuPowerSampler {
 
 impl GpuPowerSampler {
     /// `aux_every`: read the auxiliary values every this many power polls.
-    pub fn new(backend: Arc<dyn GpuBackend>, gpus: Vec<u32>, aux_every: u32, errors: ErrorCounts) -> Self {
+    pub fn new(
+        backend: Arc<dyn GpuBackend>,
+        gpus: Vec<u32>,
+        aux_every: u32,
+        errors: ErrorCounts,
+    ) -> Self {
         let state = gpus
             .iter()
-            .map(|_| PowerState { power_mw: None, instant_mw: None, instant_supported: true })
+            .map(|_| PowerState {
+                power_mw: None,
+                instant_mw: None,
+                instant_supported: true,
+            })
             .collect();
-        GpuPowerSampler { backend, gpus, state, aux_every: aux_every.max(1), tick: 0, errors }
+        GpuPowerSampler {
+            backend,
+            gpus,
+            state,
+            aux_every: aux_every.max(1),
+            tick: 0,
+            errors,
+        }
     }
 
     pub fn poll(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
         let with_aux = self.tick.is_multiple_of(self.aux_every);
         self.tick = self.tick.wrapping_add(1);
         for (gpu, st) in self.gpus.iter().copied().zip(self.state.iter_mut()) {
-            let mut row = GpuRow { ts_ns, gpu, ..Default::default() };
+            let mut row = GpuRow {
+                ts_ns,
+                gpu,
+                ..Default::default()
+            };
             match self.backend.power_mw(gpu) {
                 Ok(p) => {
                     row.power_mw = Some(p);
@@ -105,7 +133,9 @@ impl GpuPowerSampler {
             }
             if with_aux {
                 let errors = &self.errors;
-                let aux = self.backend.aux(gpu, &mut |field, e| errors.add(&format!("nvml:{field}"), &e));
+                let aux = self.backend.aux(gpu, &mut |field, e| {
+                    errors.add(&format!("nvml:{field}"), &e)
+                });
                 row.util_gpu_pct = aux.util_gpu_pct;
                 row.util_mem_pct = aux.util_mem_pct;
                 row.mem_used_bytes = aux.mem_used_bytes;
@@ -128,7 +158,12 @@ pub struct GpuEnergySampler {
 impl GpuEnergySampler {
     pub fn new(backend: Arc<dyn GpuBackend>, gpus: Vec<u32>, errors: ErrorCounts) -> Self {
         let counters = gpus.iter().map(|_| CounterDiff::new(None)).collect();
-        GpuEnergySampler { backend, gpus, counters, errors }
+        GpuEnergySampler {
+            backend,
+            gpus,
+            counters,
+            errors,
+        }
     }
 
     /// One row per GPU with the run-relative energy (`energy_mj`, monotonic across
@@ -139,7 +174,10 @@ impl GpuEnergySampler {
                 Ok(raw) => {
                     let u = counter.update(raw);
                     if u.jump != Jump::None {
-                        self.errors.add("nvml:energy", &SensorError::Transient("counter reset".into()));
+                        self.errors.add(
+                            "nvml:energy",
+                            &SensorError::Transient("counter reset".into()),
+                        );
                     }
                     out.push(GpuRow {
                         ts_ns,

@@ -20,7 +20,9 @@ pub struct NvmlBackend {
 
 fn classify(e: NvmlError) -> SensorError {
     match e {
-        NvmlError::NotSupported | NvmlError::FunctionNotFound => SensorError::NotSupported(e.to_string()),
+        NvmlError::NotSupported | NvmlError::FunctionNotFound => {
+            SensorError::NotSupported(e.to_string())
+        }
         NvmlError::GpuLost | NvmlError::NotFound => SensorError::Gone(e.to_string()),
         NvmlError::NoPermission => SensorError::PermissionDenied(e.to_string()),
         other => SensorError::Transient(other.to_string()),
@@ -32,11 +34,13 @@ impl NvmlBackend {
     pub fn load() -> Result<NvmlBackend, String> {
         match Nvml::init() {
             Ok(nvml) => Ok(NvmlBackend { nvml }),
-            Err(NvmlError::LibloadingError(e)) => {
-                Err(format!("libnvidia-ml.so.1 not found (no NVIDIA driver installed): {e}"))
-            }
+            Err(NvmlError::LibloadingError(e)) => Err(format!(
+                "libnvidia-ml.so.1 not found (no NVIDIA driver installed): {e}"
+            )),
             Err(NvmlError::DriverNotLoaded) => Err("NVIDIA driver not loaded".into()),
-            Err(NvmlError::NoPermission) => Err("no permission to talk to the NVIDIA driver".into()),
+            Err(NvmlError::NoPermission) => {
+                Err("no permission to talk to the NVIDIA driver".into())
+            }
             Err(e) => Err(format!("NVML init failed: {e}")),
         }
     }
@@ -67,7 +71,10 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn power_instant_mw(&self, gpu: u32) -> Result<u32, SensorError> {
-        let values = self.device(gpu)?.field_values_for(&[FieldId(FI_POWER_INSTANT)]).map_err(classify)?;
+        let values = self
+            .device(gpu)?
+            .field_values_for(&[FieldId(FI_POWER_INSTANT)])
+            .map_err(classify)?;
         let sample = values
             .into_iter()
             .next()
@@ -82,7 +89,9 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn energy_mj(&self, gpu: u32) -> Result<u64, SensorError> {
-        self.device(gpu)?.total_energy_consumption().map_err(classify)
+        self.device(gpu)?
+            .total_energy_consumption()
+            .map_err(classify)
     }
 
     fn aux(&self, gpu: u32, on_error: &mut dyn FnMut(&'static str, SensorError)) -> Aux {
@@ -121,8 +130,13 @@ impl GpuBackend for NvmlBackend {
             util_mem_pct: um,
             mem_used_bytes: used,
             mem_total_bytes: total,
-            temp_c: take("temperature", d.temperature(TemperatureSensor::Gpu).map(u64::from)).map(|v| v as u32),
-            sm_clock_mhz: take("sm_clock", d.clock_info(Clock::SM).map(u64::from)).map(|v| v as u32),
+            temp_c: take(
+                "temperature",
+                d.temperature(TemperatureSensor::Gpu).map(u64::from),
+            )
+            .map(|v| v as u32),
+            sm_clock_mhz: take("sm_clock", d.clock_info(Clock::SM).map(u64::from))
+                .map(|v| v as u32),
         }
     }
 }

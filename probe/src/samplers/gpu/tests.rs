@@ -20,7 +20,10 @@ fn power_changes_are_flagged_at_each_sensor_update() {
         t.store(i * 20_000_000, Ordering::SeqCst);
         s.poll(i * 20_000_000, &mut rows);
     }
-    let changed = rows.iter().filter(|r| r.power_changed == Some(true)).count();
+    let changed = rows
+        .iter()
+        .filter(|r| r.power_changed == Some(true))
+        .count();
     // 1 s at 20 ms polls sees every one of the ~9 value changes after the first.
     assert_eq!(changed, 9);
     assert_eq!(rows.iter().filter(|r| r.temp_c.is_some()).count(), 10);
@@ -53,26 +56,46 @@ fn errors_mid_run_are_counted_and_a_counter_reset_never_goes_negative() {
     assert_eq!(snap["nvml:power:transient"], 2 * 20, "{snap:?}");
     assert_eq!(snap["nvml:energy:transient"], 2 * 2 + 2, "{snap:?}");
     for gpu in 0..2 {
-        let e: Vec<u64> = erow.iter().filter(|r| r.gpu == gpu).filter_map(|r| r.energy_mj).collect();
-        assert!(e.windows(2).all(|w| w[0] <= w[1]), "gpu{gpu} energy not monotonic: {e:?}");
+        let e: Vec<u64> = erow
+            .iter()
+            .filter(|r| r.gpu == gpu)
+            .filter_map(|r| r.energy_mj)
+            .collect();
+        assert!(
+            e.windows(2).all(|w| w[0] <= w[1]),
+            "gpu{gpu} energy not monotonic: {e:?}"
+        );
         // The reset loses at most the one update window it straddles, never more.
         let truth = FakeGpus::true_energy_mj(gpu, 0, end);
         let got = *e.last().unwrap() as f64;
         let max_level = 700_000.0 * UPDATE_NS as f64 / 1e12;
-        assert!(got <= truth + 1.0 && truth - got <= 2.0 * max_level * 1000.0, "gpu{gpu}: {got} vs {truth}");
+        assert!(
+            got <= truth + 1.0 && truth - got <= 2.0 * max_level * 1000.0,
+            "gpu{gpu}: {got} vs {truth}"
+        );
     }
-    assert!(prow.iter().all(|r| r.power_mw.is_some() || (300..500).contains(&(r.ts_ns / 1_000_000))));
+    assert!(
+        prow.iter()
+            .all(|r| r.power_mw.is_some() || (300..500).contains(&(r.ts_ns / 1_000_000)))
+    );
 }
 
 #[test]
 fn gpu_selection_honours_flag_and_cuda_visible_devices() {
     let all: Vec<GpuInfo> = (0..4)
-        .map(|i| GpuInfo { index: i, uuid: format!("GPU-abc{i}"), ..Default::default() })
+        .map(|i| GpuInfo {
+            index: i,
+            uuid: format!("GPU-abc{i}"),
+            ..Default::default()
+        })
         .collect();
     let idx = |v: Vec<GpuInfo>| v.into_iter().map(|g| g.index).collect::<Vec<_>>();
     assert_eq!(idx(select_gpus(&all, None, None)), vec![0, 1, 2, 3]);
     assert_eq!(idx(select_gpus(&all, Some(&[1, 3]), None)), vec![1, 3]);
     assert_eq!(idx(select_gpus(&all, None, Some("2,0"))), vec![0, 2]);
     assert_eq!(idx(select_gpus(&all, None, Some("GPU-abc3"))), vec![3]);
-    assert_eq!(idx(select_gpus(&all, Some(&[1]), Some("2"))), Vec::<u32>::new());
+    assert_eq!(
+        idx(select_gpus(&all, Some(&[1]), Some("2"))),
+        Vec::<u32>::new()
+    );
 }

@@ -30,9 +30,15 @@ impl FakePowercap {
             let dir = root.join(&z.zone);
             fs::create_dir_all(&dir)?;
             fs::write(dir.join("name"), format!("{}\n", z.name))?;
-            fs::write(dir.join("max_energy_range_uj"), format!("{}\n", z.max_range_uj))?;
+            fs::write(
+                dir.join("max_energy_range_uj"),
+                format!("{}\n", z.max_range_uj),
+            )?;
         }
-        let tree = FakePowercap { root: root.to_path_buf(), zones };
+        let tree = FakePowercap {
+            root: root.to_path_buf(),
+            zones,
+        };
         for z in &tree.zones {
             tree.set(&z.zone, 0)?;
         }
@@ -60,7 +66,11 @@ impl FakePowercap {
     }
 
     pub fn set(&self, zone: &str, value_uj: u64) -> std::io::Result<()> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.root.join(zone).join("energy_uj"))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(zone).join("energy_uj"))?;
         f.write_all_at(format!("{value_uj:020}\n").as_bytes(), 0)
     }
 
@@ -72,7 +82,10 @@ impl FakePowercap {
     pub fn spawn_driver(&self, period: Duration) -> FakeDriver {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let tree = FakePowercap { root: self.root.clone(), zones: self.zones.clone() };
+        let tree = FakePowercap {
+            root: self.root.clone(),
+            zones: self.zones.clone(),
+        };
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
             while !s2.load(Ordering::Relaxed) {
@@ -85,7 +98,10 @@ impl FakePowercap {
                 std::thread::sleep(period);
             }
         });
-        FakeDriver { stop, thread: Some(thread) }
+        FakeDriver {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

@@ -68,14 +68,31 @@ pub fn discover(cfg: &RaplConfig) -> (Vec<Box<dyn EnergyReader>>, Vec<SensorStat
         let d = reader.domain().clone();
         let (used, note) = match (b, a) {
             (Some(b), Some(a)) if a != b => {
-                seen.entry(d.name.clone()).or_default().push((d.source, a.wrapping_sub(b)));
+                seen.entry(d.name.clone())
+                    .or_default()
+                    .push((d.source, a.wrapping_sub(b)));
                 let taken = chosen.iter().any(|c| c.domain().name == d.name);
-                (!taken, if taken { "moving; the perf counter of this domain is used".into() } else { String::new() })
+                (
+                    !taken,
+                    if taken {
+                        "moving; the perf counter of this domain is used".into()
+                    } else {
+                        String::new()
+                    },
+                )
             }
-            (Some(_), Some(_)) => (false, format!("counter not moving over {:?}", cfg.check_window)),
+            (Some(_), Some(_)) => (
+                false,
+                format!("counter not moving over {:?}", cfg.check_window),
+            ),
             _ => (false, "read failed".into()),
         };
-        status.push(SensorStatus { kind: d.source.into(), name: d.name.to_string(), used, note });
+        status.push(SensorStatus {
+            kind: d.source.into(),
+            name: d.name.to_string(),
+            used,
+            note,
+        });
         if used {
             chosen.push(reader);
         }
@@ -112,7 +129,11 @@ impl RaplSampler {
             .into_iter()
             .map(|reader| {
                 let diff = CounterDiff::new(reader.domain().max_range_uj);
-                Counter { reader, diff, alive: true }
+                Counter {
+                    reader,
+                    diff,
+                    alive: true,
+                }
             })
             .collect();
         RaplSampler { counters, errors }
@@ -130,7 +151,10 @@ impl RaplSampler {
                 Ok(raw) => {
                     let u = c.diff.update(raw);
                     if u.jump == Jump::Reset {
-                        self.errors.add(&format!("{}:{}", d.source, d.name), &SensorError::Transient("counter reset".into()));
+                        self.errors.add(
+                            &format!("{}:{}", d.source, d.name),
+                            &SensorError::Transient("counter reset".into()),
+                        );
                     }
                     out.push(CpuRow {
                         ts_ns,

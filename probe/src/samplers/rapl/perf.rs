@@ -50,7 +50,10 @@ impl EnergyReader for PerfReader {
         let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
         if n != 8 {
             let e = std::io::Error::last_os_error();
-            return Err(SensorError::from_io(&e, &format!("perf {}", self.domain.name)));
+            return Err(SensorError::from_io(
+                &e,
+                &format!("perf {}", self.domain.name),
+            ));
         }
         Ok((count as f64 * self.uj_per_count) as u64)
     }
@@ -103,7 +106,14 @@ fn open_event(pmu_type: u32, config: u64, cpu: i32) -> Result<OwnedFd, std::io::
     // SAFETY: `attr` is a valid perf_event_attr prefix whose `size` says how much the
     // kernel may read; pid -1 with a cpu is a system-wide counter; no group fd.
     let fd = unsafe {
-        libc::syscall(libc::SYS_perf_event_open, &attr as *const PerfEventAttrV0, -1i32, cpu, -1i32, 0u64)
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttrV0,
+            -1i32,
+            cpu,
+            -1i32,
+            0u64,
+        )
     };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
@@ -115,28 +125,51 @@ fn open_event(pmu_type: u32, config: u64, cpu: i32) -> Result<OwnedFd, std::io::
 pub fn discover(pmu: &Path) -> (Vec<Box<dyn EnergyReader>>, Vec<SensorStatus>) {
     let mut readers: Vec<Box<dyn EnergyReader>> = Vec::new();
     let mut status = Vec::new();
-    let missing = |note: String| SensorStatus { kind: "perf".into(), name: "power".into(), used: false, note };
-    let Some(pmu_type) = fs::read_to_string(pmu.join("type")).ok().and_then(|s| s.trim().parse().ok()) else {
+    let missing = |note: String| SensorStatus {
+        kind: "perf".into(),
+        name: "power".into(),
+        used: false,
+        note,
+    };
+    let Some(pmu_type) = fs::read_to_string(pmu.join("type"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    else {
         status.push(missing(format!("no perf power PMU at {}", pmu.display())));
         return (readers, status);
     };
-    let cpus = fs::read_to_string(pmu.join("cpumask")).map(|s| parse_cpu_list(&s)).unwrap_or_default();
+    let cpus = fs::read_to_string(pmu.join("cpumask"))
+        .map(|s| parse_cpu_list(&s))
+        .unwrap_or_default();
     let mut events: Vec<String> = fs::read_dir(pmu.join("events"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     events.retain(|e| !e.contains('.'));
     events.sort();
     for event in events {
-        let Some(base) = domain_base(&event) else { continue };
-        let read = |suffix: &str| fs::read_to_string(pmu.join("events").join(format!("{event}{suffix}")));
+        let Some(base) = domain_base(&event) else {
+            continue;
+        };
+        let read =
+            |suffix: &str| fs::read_to_string(pmu.join("events").join(format!("{event}{suffix}")));
         let config = read("").ok().and_then(|s| parse_event_config(&s));
-        let scale_j = read(".scale").ok().and_then(|s| s.trim().parse::<f64>().ok());
+        let scale_j = read(".scale")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok());
         let (Some(config), Some(scale_j)) = (config, scale_j) else {
             status.push(missing(format!("{event}: unreadable event or scale")));
             continue;
         };
         for (socket, cpu) in cpus.iter().enumerate() {
-            let name = if base == "psys" { base.to_string() } else { format!("{base}-{socket}") };
+            let name = if base == "psys" {
+                base.to_string()
+            } else {
+                format!("{base}-{socket}")
+            };
             match open_event(pmu_type, config, *cpu) {
                 Ok(fd) => readers.push(Box::new(PerfReader {
                     domain: Domain { name: Arc::from(name.as_str()), source: "perf", max_range_uj: None },

@@ -34,7 +34,10 @@ impl EnergyReader for PowercapReader {
     fn read_uj(&mut self) -> Result<u64, SensorError> {
         self.reads = self.reads.wrapping_add(1);
         if self.reads.is_multiple_of(RECHECK_EVERY) && !self.path.exists() {
-            return Err(SensorError::Gone(format!("{} removed", self.path.display())));
+            return Err(SensorError::Gone(format!(
+                "{} removed",
+                self.path.display()
+            )));
         }
         let n = self
             .file
@@ -78,7 +81,9 @@ fn read_trimmed(path: &Path) -> Option<String> {
 /// Zone directories: `intel-rapl:0`, `intel-rapl:0:1`, ... (the `intel-rapl` control
 /// type directory itself, and `intel-rapl-mmio`, hold no counters of their own).
 fn zone_dirs(root: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = fs::read_dir(root) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
     let mut zones: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
@@ -113,17 +118,25 @@ pub fn discover(root: &Path) -> (Vec<Box<dyn EnergyReader>>, Vec<SensorStatus>) 
             kind: "powercap".into(),
             name: "rapl".into(),
             used: false,
-            note: format!("no RAPL zones under {} (no powercap driver: VM or non-Intel/AMD CPU)", root.display()),
+            note: format!(
+                "no RAPL zones under {} (no powercap driver: VM or non-Intel/AMD CPU)",
+                root.display()
+            ),
         });
     }
     for (zone, dir) in zones {
         let raw_name = read_trimmed(&dir.join("name")).unwrap_or_else(|| zone.clone());
         let name = domain_name(&zone, &raw_name);
         let path = dir.join("energy_uj");
-        let max_range_uj = read_trimmed(&dir.join("max_energy_range_uj")).and_then(|s| s.parse().ok());
+        let max_range_uj =
+            read_trimmed(&dir.join("max_energy_range_uj")).and_then(|s| s.parse().ok());
         match open_noatime(&path) {
             Ok(file) => readers.push(Box::new(PowercapReader {
-                domain: Domain { name: Arc::from(name.as_str()), source: "powercap", max_range_uj },
+                domain: Domain {
+                    name: Arc::from(name.as_str()),
+                    source: "powercap",
+                    max_range_uj,
+                },
                 path,
                 file,
                 buf: [0; 32],
@@ -132,11 +145,18 @@ pub fn discover(root: &Path) -> (Vec<Box<dyn EnergyReader>>, Vec<SensorStatus>) 
             Err(e) => {
                 let note = match SensorError::from_io(&e, &path.display().to_string()) {
                     SensorError::PermissionDenied(m) => {
-                        format!("{m} (energy_uj is root-only since Linux 5.10; run the probe as root)")
+                        format!(
+                            "{m} (energy_uj is root-only since Linux 5.10; run the probe as root)"
+                        )
                     }
                     other => other.to_string(),
                 };
-                status.push(SensorStatus { kind: "powercap".into(), name, used: false, note });
+                status.push(SensorStatus {
+                    kind: "powercap".into(),
+                    name,
+                    used: false,
+                    note,
+                });
             }
         }
     }

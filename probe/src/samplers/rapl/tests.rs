@@ -4,7 +4,12 @@ use super::fake_tree::{FakePowercap, FakeZone};
 use super::*;
 
 fn zone(zone: &str, name: &str, max: u64) -> FakeZone {
-    FakeZone { zone: zone.into(), name: name.into(), max_range_uj: max, watts: 50.0 }
+    FakeZone {
+        zone: zone.into(),
+        name: name.into(),
+        max_range_uj: max,
+        watts: 50.0,
+    }
 }
 
 fn cfg(root: &std::path::Path) -> RaplConfig {
@@ -23,7 +28,11 @@ fn counters_that_do_not_move_are_not_used() {
     assert!(chosen.is_empty());
     let pkg = status.iter().find(|s| s.name == "package-0").unwrap();
     assert!(!pkg.used && pkg.note.contains("not moving"), "{pkg:?}");
-    assert!(status.iter().any(|s| s.kind == "perf" && s.note.contains("no perf power PMU")));
+    assert!(
+        status
+            .iter()
+            .any(|s| s.kind == "perf" && s.note.contains("no perf power PMU"))
+    );
 }
 
 #[test]
@@ -32,7 +41,10 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
     let max = 10_000_000;
     let tree = FakePowercap::create(
         dir.path(),
-        vec![zone("intel-rapl:0", "package-0", max), zone("intel-rapl:0:0", "dram", max)],
+        vec![
+            zone("intel-rapl:0", "package-0", max),
+            zone("intel-rapl:0:0", "dram", max),
+        ],
     )
     .unwrap();
     let chosen = {
@@ -46,7 +58,13 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
     let mut s = RaplSampler::new(chosen, errors.clone());
     let mut rows = Vec::new();
     // (package, dram): 9.0 -> 9.9 (+0.9), wrap to 0.4 (+0.1 + 0.4), flat, 2.0 (+1.6)
-    let script = [(9_000_000, Some(1_000_000)), (9_900_000, Some(1_450_000)), (400_000, Some(1_700_000)), (400_000, None), (2_000_000, None)];
+    let script = [
+        (9_000_000, Some(1_000_000)),
+        (9_900_000, Some(1_450_000)),
+        (400_000, Some(1_700_000)),
+        (400_000, None),
+        (2_000_000, None),
+    ];
     for (i, (pkg, dram)) in script.into_iter().enumerate() {
         tree.set("intel-rapl:0", pkg).unwrap();
         match dram {
@@ -61,17 +79,38 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
         .filter(|r| &*r.domain == "package-0")
         .map(|r| (r.energy_uj.unwrap(), r.energy_changed.unwrap()))
         .collect();
-    assert_eq!(pkg, vec![(0, false), (900_000, true), (1_400_000, true), (1_400_000, false), (3_000_000, true)]);
+    assert_eq!(
+        pkg,
+        vec![
+            (0, false),
+            (900_000, true),
+            (1_400_000, true),
+            (1_400_000, false),
+            (3_000_000, true)
+        ]
+    );
 
     // The vanished zone is noticed within one recheck period, counted once, dropped.
     for i in 0..300 {
         s.poll(10 + i, &mut rows);
     }
-    let dram: Vec<u64> = rows.iter().filter(|r| &*r.domain == "dram-0").map(|r| r.energy_uj.unwrap()).collect();
+    let dram: Vec<u64> = rows
+        .iter()
+        .filter(|r| &*r.domain == "dram-0")
+        .map(|r| r.energy_uj.unwrap())
+        .collect();
     assert_eq!(dram[..3], [0, 450_000, 700_000]);
     assert!(dram[3..].iter().all(|e| *e == 700_000));
     assert!(dram.len() < 256 + 3, "{} dram rows", dram.len());
-    assert_eq!(errors.snapshot().get("powercap:dram-0:gone"), Some(&1), "{:?}", errors.snapshot());
+    assert_eq!(
+        errors.snapshot().get("powercap:dram-0:gone"),
+        Some(&1),
+        "{:?}",
+        errors.snapshot()
+    );
     assert!(rows.iter().all(|r| r.source == "powercap"));
-    assert_eq!(rows.iter().filter(|r| &*r.domain == "package-0").count(), 305);
+    assert_eq!(
+        rows.iter().filter(|r| &*r.domain == "package-0").count(),
+        305
+    );
 }

@@ -1,0 +1,170 @@
+//! What the live metrics show, updated by the writer thread from the rows it writes.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use eco2ai_trace::{Rows, cpu_total_j};
+
+/// Labels and prices of the run, fixed at start.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub project: String,
+    pub model: String,
+    pub country: String,
+    pub region: String,
+    pub instance: String,
+    pub intensity_g_per_kwh: Option<f64>,
+    pub carbon_budget_kg: Option<f64>,
+    pub price_per_kwh: Option<f64>,
+    pub gpu_hour_usd: Option<f64>,
+    pub pue: f64,
+    pub gpu_models: BTreeMap<u32, String>,
+    pub start_unix_s: f64,
+    pub mono_to_unix_ns: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GpuLive {
+    pub power_w: Option<f64>,
+    pub temp_c: Option<u32>,
+    pub mem_used: Option<u64>,
+    pub mem_total: Option<u64>,
+    pub util: Option<u32>,
+    pub energy_j: f64,
+}
+
+/// (ts_ns, energy J so far, samples so far), one a second.
+type Point = (i64, f64, u64);
+
+#[derive(Debug, Default)]
+pub struct MetricsState {
+    pub info: RunInfo,
+    pub gpus: BTreeMap<u32, GpuLive>,
+    /// domain -> (ts_ns, J) latest, and the reading about a second before it.
+    cpu: BTreeMap<String, ((i64, f64), (i64, f64))>,
+    pub steps: u64,
+    pub samples: u64,
+    pub loss: Option<f64>,
+    pub lr: Option<f64>,
+    pub epoch: Option<f64>,
+    pub eval_loss: Option<f64>,
+    pub last_ts_ns: i64,
+    history: VecDeque<Point>,
+    best_samples_per_kwh: f64,
+}
+
+const WINDOW_NS: i64 = 60_000_000_000;
+
+impl MetricsState {
+    pub fn new(info: RunInfo) -> MetricsState {
+        MetricsState {
+            info,
+            ..MetricsState::default()
+        }
+    }
+
+    pub fn observe(&mut self, rows: &Rows) {
+        match rows {
+            Rows::Gpu(v) => {
+                for r in v {
+                    let g = self.gpus.entry(r.gpu).or_default();
+                    g.power_w = r.power_mw.map(|p| p as f64 / 1e3).or(g.power_w);
+                    g.temp_c = r.temp_c.or(g.temp_c);
+                    g.mem_used = r.mem_used_bytes.or(g.mem_used);
+                    g.mem_total = r.mem_total_bytes.or(g.mem_total);
+                    g.util = r.util_gpu_pct.or(g.util);
+                    if let Some(e) = r.energy_mj {
+                        g.energy_j = e as f64 / 1e3;
+                    }
+                    self.last_ts_ns = self.last_ts_ns.max(r.ts_ns);
+                }
+            }
+            Rows::Cpu(v) => {
+                for r in v {
+                    let Some(e) = r.energy_uj else { continue };
+                    let now = (r.ts_ns, e as f64 / 1e6);
+                    let slot = self.cpu.entry(r.domain.to_string()).or_insert((now, now));
+                    // Keep the older point about a second back, for a steady power figure.
+                    if now.0 - slot.1.0 >= 1_000_000_000 {
+                        slot.1 = slot.0;
+                    }
+                    slot.0 = now;
+                    self.last_ts_ns = self.last_ts_ns.max(r.ts_ns);
+                }
+            }
+            Rows::Steps(v) => {
+                for r in v {
+                    self.steps += 1;
+                    self.samples += r.samples.unwrap_or(0);
+                    self.loss = r.loss.or(self.loss);
+                    self.lr = r.lr.or(self.lr);
+                    self.epoch = r.epoch.or(self.epoch);
+                }
+            }
+            Rows::Evals(v) => {
+                self.eval_loss = v.iter().rev().find_map(|r| r.eval_loss).or(self.eval_loss)
+            }
+            Rows::Procs(_) => {}
+        }
+        self.remember();
+    }
+
+    pub fn gpu_energy_j(&self) -> f64 {
+        self.gpus.values().map(|g| g.energy_j).sum()
+    }
+
+    pub fn cpu_energy_j(&self) -> f64 {
+        cpu_total_j(self.cpu.iter().map(|(d, (now, _))| (d.as_str(), now.1)))
+    }
+
+    /// Facility energy (PUE applied), J.
+    pub fn energy_j(&self) -> f64 {
+        (self.gpu_energy_j() + self.cpu_energy_j()) * self.info.pue
+    }
+
+    /// CPU power over the last second, from the domains the CPU total counts.
+    pub fn cpu_power_w(&self) -> Option<f64> {
+        let rate = |(a, b): &((i64, f64), (i64, f64))| {
+            if a.0 > b.0 {
+                (a.1 - b.1) / ((a.0 - b.0) as f64 / 1e9)
+            } else {
+                0.0
+            }
+        };
+        (!self.cpu.is_empty())
+            .then(|| cpu_total_j(self.cpu.iter().map(|(d, pts)| (d.as_str(), rate(pts)))))
+    }
+
+    fn remember(&mut self) {
+        let ts = self.last_ts_ns;
+        if self
+            .history
+            .back()
+            .is_some_and(|p| ts - p.0 < 1_000_000_000)
+        {
+            return;
+        }
+        self.history.push_back((ts, self.energy_j(), self.samples));
+        while self.history.front().is_some_and(|p| ts - p.0 > WINDOW_NS) {
+            self.history.pop_front();
+        }
+        if let Some(spk) = self
+            .window()
+            .and_then(|(_, e, s)| (e > 0.0).then(|| s as f64 / (e / 3.6e6)))
+        {
+            self.best_samples_per_kwh = self.best_samples_per_kwh.max(spk);
+        }
+    }
+
+    /// (seconds, J, samples) over the last minute of history.
+    pub fn window(&self) -> Option<(f64, f64, u64)> {
+        let (a, b) = (self.history.front()?, self.history.back()?);
+        (b.0 > a.0).then(|| ((b.0 - a.0) as f64 / 1e9, b.1 - a.1, b.2.saturating_sub(a.2)))
+    }
+
+    /// Samples per kWh over the last minute relative to the best minute so far (0..1).
+    pub fn efficiency_score(&self) -> Option<f64> {
+        let (_, e, s) = self.window()?;
+        (e > 0.0 && self.best_samples_per_kwh > 0.0)
+            .then(|| (s as f64 / (e / 3.6e6) / self.best_samples_per_kwh).clamp(0.0, 1.0))
+    }
+}
