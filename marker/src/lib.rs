@@ -22,6 +22,8 @@ pub const ENV_SOCKET: &str = "ECO2AI_MARKER_SOCKET";
 /// after `eco2ai_marker_reconnect` (a process may record several runs in turn).
 static SOCKET: RwLock<Option<UnixDatagram>> = RwLock::new(None);
 static LOOKED_UP: AtomicBool = AtomicBool::new(false);
+/// Whether SOCKET holds one: the fast path of every call outside a socket recording.
+static HAS_SOCKET: AtomicBool = AtomicBool::new(false);
 static LOST: AtomicU64 = AtomicU64::new(0);
 
 fn connect(spec: &str) -> Option<UnixDatagram> {
@@ -41,12 +43,13 @@ fn connect(spec: &str) -> Option<UnixDatagram> {
 fn has_socket() -> bool {
     if !LOOKED_UP.load(Ordering::Acquire) {
         let sock = std::env::var(ENV_SOCKET).ok().and_then(|s| connect(&s));
+        HAS_SOCKET.store(sock.is_some(), Ordering::Release);
         if let Ok(mut slot) = SOCKET.write() {
             *slot = sock;
         }
         LOOKED_UP.store(true, Ordering::Release);
     }
-    SOCKET.read().is_ok_and(|s| s.is_some())
+    HAS_SOCKET.load(Ordering::Acquire)
 }
 
 fn send(ev: Event) {

@@ -89,6 +89,12 @@ fn ensure_tracefs() -> Result<(), EbpfError> {
     Ok(())
 }
 
+/// Loads the object without the kernel's BTF: the programs use no CO-RE relocations,
+/// and parsing vmlinux BTF costs the probe ~30 MB of peak memory.
+fn load_object(bytes: &[u8]) -> Result<Ebpf, aya::EbpfError> {
+    aya::EbpfLoader::new().btf(None).load(bytes)
+}
+
 /// Offset of `child_pid` in the sched_process_fork record, from its format file.
 pub fn fork_child_pid_offset(format: &str) -> Option<u32> {
     let line = format.lines().find(|l| l.contains(" child_pid;"))?;
@@ -189,7 +195,7 @@ impl EbpfProbe {
         let child_off = fork_child_pid_offset(&format)
             .ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))?;
 
-        let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
+        let mut ebpf = load_object(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let mut config: Array<MapData, u32> = take(&mut ebpf, "CONFIG")?;
         for (slot, value) in [
             (CONFIG_FORK_CHILD_PID_OFFSET, child_off),
@@ -232,7 +238,7 @@ impl EbpfProbe {
         let lib = lib
             .canonicalize()
             .map_err(|e| load_err(format!("{}", lib.display()), e))?;
-        let mut ebpf = Ebpf::load(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
+        let mut ebpf = load_object(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let p: &mut UProbe = program(&mut ebpf, "empty")?;
         p.load().map_err(|e| load_err("loading empty", e))?;
         for symbol in symbols {
