@@ -8,7 +8,7 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use eco2ai_trace::{Run, RunStatus, Table, TraceError, cpu_total_j};
+use eco2ai_trace::{Run, RunStatus, Table, TraceError, counts_line, cpu_total_j};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -314,20 +314,7 @@ impl Summary {
                 est.join(", ")
             );
         }
-        let errs: Vec<String> = self
-            .sensor_errors
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        let _ = writeln!(
-            s,
-            "errors     {}",
-            if errs.is_empty() {
-                "none".into()
-            } else {
-                errs.join(", ")
-            }
-        );
+        let _ = writeln!(s, "errors     {}", counts_line(&self.sensor_errors));
         s
     }
 }

@@ -388,19 +388,10 @@ pub fn summary(f: &Finished) -> String {
     }
     let rows: Vec<String> = m.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
     let _ = writeln!(s, "rows      {}", rows.join(", "));
-    let errs: Vec<String> = m
-        .sensor_errors
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
     let _ = writeln!(
         s,
         "errors    {}",
-        if errs.is_empty() {
-            "none".into()
-        } else {
-            errs.join(", ")
-        }
+        eco2ai_trace::counts_line(&m.sensor_errors)
     );
     let _ = writeln!(s, "dropped   {} rows", m.dropped_rows);
     if let Some(c) = m.exit_code {

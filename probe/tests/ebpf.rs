@@ -2,11 +2,13 @@
 //! root and a probe built with its eBPF programs (`cargo xtask test` ensures both in
 //! CI); elsewhere each test says why it is skipped.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::types::{UInt32Type, UInt64Type};
 use eco2ai_trace::{Run, Table};
 
 fn skip_reason() -> Option<String> {
@@ -56,29 +58,12 @@ fn fixture(name: &str) -> String {
 }
 
 fn check_steps(run: &Run, n: u64, source: &str) {
-    let steps = run.read_table(Table::Steps).unwrap();
-    assert_eq!(steps.num_rows() as u64, n);
-    let mut expect = 0;
-    for b in &steps.batches {
-        let step = b
-            .column_by_name("step")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let begin = b
-            .column_by_name("begin_ns")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let end = b
-            .column_by_name("end_ns")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let src = b.column_by_name("source").unwrap().as_string::<i32>();
-        for i in 0..b.num_rows() {
-            assert_eq!(step.value(i), expect);
-            assert!(begin.value(i) < end.value(i));
-            assert_eq!(src.value(i), source);
-            expect += 1;
-        }
+    let steps = common::steps(run);
+    assert_eq!(steps.len() as u64, n);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s.step, i as u64);
+        assert!(s.begin_ns < s.end_ns);
+        assert_eq!(s.source, source);
     }
 }
 
@@ -212,24 +197,13 @@ fn uprobe_counters_count_calls_per_step() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = Run::open(&run_dir(&o)).unwrap();
     assert_eq!(run.meta().step_counters, vec![counter]);
-    let steps = run.read_table(Table::Steps).unwrap();
-    assert_eq!(steps.num_rows(), 200);
-    for b in &steps.batches {
-        let step = b
-            .column_by_name("step")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let c0 = b
-            .column_by_name("count_0")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let c1 = b.column_by_name("count_1").unwrap();
-        for i in 0..b.num_rows() {
-            // Even steps call the counted function 3 times, odd steps not at all; the
-            // final lost() call of the script happens after the last step.
-            let want = if step.value(i) % 2 == 0 { 3 } else { 0 };
-            assert_eq!(c0.value(i), want, "step {}", step.value(i));
-            assert!(c1.is_null(i));
-        }
+    let steps = common::steps(&run);
+    assert_eq!(steps.len(), 200);
+    for s in &steps {
+        // Even steps call the counted function 3 times, odd steps not at all; the
+        // final lost() call of the script happens after the last step.
+        let want = if s.step % 2 == 0 { 3 } else { 0 };
+        assert_eq!(s.count_0, Some(want), "step {}", s.step);
+        assert_eq!(s.count_1, None);
     }
 }

@@ -1,10 +1,10 @@
 //! Steps through the marker library and the socket fallback, end to end.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use eco2ai_trace::{Run, Table};
 
 fn record(args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
@@ -27,47 +27,20 @@ fn ten_thousand_markers_give_exactly_ten_thousand_steps() {
     let (o, _tmp) = record(&["--no-ebpf", "--", "python3", script, "10000"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = Run::open(&run_dir(&o)).unwrap();
-    let steps = run.read_table(Table::Steps).unwrap();
-    assert_eq!(steps.num_rows(), 10_000);
-    let mut expect = 0u64;
-    let mut last_begin = i64::MIN;
-    for b in &steps.batches {
-        let step = b
-            .column_by_name("step")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let begin = b
-            .column_by_name("begin_ns")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let end = b
-            .column_by_name("end_ns")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let loss = b
-            .column_by_name("loss")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        let samples = b
-            .column_by_name("samples")
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let source = b.column_by_name("source").unwrap().as_string::<i32>();
-        for i in 0..b.num_rows() {
-            assert_eq!(step.value(i), expect);
-            assert!(
-                begin.value(i) < end.value(i),
-                "step {expect}: begin {} end {}",
-                begin.value(i),
-                end.value(i)
-            );
-            assert!(begin.value(i) > last_begin);
-            assert_eq!(loss.value(i), 1.0 / (expect + 1) as f64);
-            assert_eq!(samples.value(i), 16);
-            assert_eq!(source.value(i), "socket");
-            last_begin = begin.value(i);
-            expect += 1;
-        }
+    let steps = common::steps(&run);
+    assert_eq!(steps.len(), 10_000);
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s.step, i as u64);
+        assert!(
+            s.begin_ns < s.end_ns,
+            "step {i}: begin {} end {}",
+            s.begin_ns,
+            s.end_ns
+        );
+        assert!(i == 0 || s.begin_ns > steps[i - 1].begin_ns);
+        assert_eq!(s.loss, Some(1.0 / (i + 1) as f64));
+        assert_eq!(s.samples, Some(16));
+        assert_eq!(s.source, "socket");
     }
     let evals = run.read_table(Table::Evals).unwrap();
     assert_eq!(evals.num_rows(), 10);

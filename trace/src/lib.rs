@@ -13,7 +13,7 @@ pub mod writer;
 
 pub use error::TraceError;
 pub use live::{LIVE_FILE, Live, cpu_total_j};
-pub use meta::{GpuInfo, Labels, META_FILE, Meta, RunStatus, Sampling, SensorStatus};
+pub use meta::{GpuInfo, Labels, META_FILE, Meta, RunStatus, Sampling, SensorStatus, counts_line};
 pub use reader::{Run, TableData};
 pub use rows::{CpuRow, EvalRow, GpuRow, ProcRow, Rows, StepRow};
 pub use schema::{SCHEMA_VERSION, Table};

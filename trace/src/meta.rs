@@ -137,6 +137,18 @@ impl Meta {
     }
 }
 
+/// `none`, or `key n, key n` for a count map (sensor errors in summaries).
+pub fn counts_line(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Writes `value` as `dir/name` through a temp file and a rename.
 pub fn write_json_atomic(dir: &Path, name: &str, value: &impl Serialize) -> Result<(), TraceError> {
     let tmp = dir.join(format!("{name}.tmp"));
