@@ -130,6 +130,9 @@ fn test() -> Result<()> {
     let (py_passed, py_failed) = python::pytest()?;
     passed += py_passed;
     failed += py_failed;
+    let (mon_passed, mon_failed) = monitoring_checks();
+    passed += mon_passed;
+    failed += mon_failed;
     match smoke() {
         Ok(()) => passed += 1,
         Err(e) => {
@@ -142,6 +145,32 @@ fn test() -> Result<()> {
         bail!("{failed} test(s) failed");
     }
     Ok(())
+}
+
+/// promtool and amtool on monitoring/: each check is one test.
+fn monitoring_checks() -> (u64, u64) {
+    let dir = root().join("monitoring");
+    let checks: [(&str, &[&str]); 4] = [
+        ("promtool", &["check", "config", "prometheus.yml"]),
+        ("promtool", &["check", "rules", "alerts.yml"]),
+        ("promtool", &["test", "rules", "alerts_test.yml"]),
+        ("amtool", &["check-config", "alertmanager.yml"]),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (tool, args) in checks {
+        let ok = std::process::Command::new(tool)
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        println!(
+            "monitoring: {tool} {} ... {}",
+            args.join(" "),
+            if ok { "ok" } else { "FAILED" }
+        );
+        if ok { passed += 1 } else { failed += 1 }
+    }
+    (passed, failed)
 }
 
 /// The main job on a short demo: record, then summarise the run it printed.

@@ -124,9 +124,10 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the tests use (promtool cross-checks the metrics exposition).
+/// Debian packages the tests use: promtool (metrics exposition, config, rules and their
+/// unit tests) and amtool (Alertmanager config).
 fn ensure_debian_packages() -> Result<()> {
-    if output("promtool", &["--version"]).is_ok() {
+    if output("promtool", &["--version"]).is_ok() && output("amtool", &["--version"]).is_ok() {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
@@ -136,15 +137,23 @@ fn ensure_debian_packages() -> Result<()> {
         );
         return Ok(());
     }
-    eprintln!("xtask: installing Debian's prometheus package (promtool)");
+    eprintln!(
+        "xtask: installing Debian's prometheus and prometheus-alertmanager (promtool, amtool)"
+    );
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "prometheus"])
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "prometheus",
+            "prometheus-alertmanager",
+        ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get")?;
     if !status.success() {
-        bail!("apt-get install prometheus failed ({status})");
+        bail!("apt-get install prometheus prometheus-alertmanager failed ({status})");
     }
     Ok(())
 }
