@@ -5,6 +5,7 @@ mod bench;
 mod bench_markers;
 mod python;
 mod setup;
+mod stack;
 mod util;
 
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ const USAGE: &str = "usage: cargo xtask <command>
                         and summarise it)
   setup                 install the eBPF toolchain (nightly rust-src, bpf-linker)
   test                  the whole test suite (what .ci/run runs)
+  stack [--probe HOST:PORT] [--secrets DIR]
+                        Prometheus (127.0.0.1:9090) and Alertmanager (127.0.0.1:9093)
+                        with monitoring/, scraping the probe, until Ctrl-C
   bench [--seconds N] [--no-codecarbon]
                         probe CPU time and peak RSS at default rates on a fake RAPL
                         tree (1 kHz) and 8 fake GPUs, next to CodeCarbon
@@ -44,6 +48,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("setup") => setup::setup(),
+        Some("stack") => stack::stack(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
         Some("marker-loop") => bench_markers::marker_loop(&args[1..]),
@@ -123,7 +128,10 @@ fn test() -> Result<()> {
     if is_root() {
         // As root (CI) the eBPF programs must build and their privileged tests must run.
         // SAFETY: single-threaded at this point; no other thread reads the environment.
-        unsafe { std::env::set_var("ECO2AI_REQUIRE_EBPF", "1") };
+        unsafe {
+            std::env::set_var("ECO2AI_REQUIRE_EBPF", "1");
+            std::env::set_var("ECO2AI_REQUIRE_STACK", "1");
+        }
     }
     cargo(&["build", "--workspace", "--all-targets"])?;
     let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
@@ -150,13 +158,21 @@ fn test() -> Result<()> {
 /// promtool and amtool on monitoring/: each check is one test.
 fn monitoring_checks() -> (u64, u64) {
     let dir = root().join("monitoring");
+    let stack_ok = stack::stack(&["--check".to_string()]);
+    println!(
+        "monitoring: cargo xtask stack --check ... {}",
+        if stack_ok.is_ok() { "ok" } else { "FAILED" }
+    );
+    if let Err(e) = &stack_ok {
+        eprintln!("xtask: {e:#}");
+    }
+    let (mut passed, mut failed) = if stack_ok.is_ok() { (1, 0) } else { (0, 1) };
     let checks: [(&str, &[&str]); 4] = [
         ("promtool", &["check", "config", "prometheus.yml"]),
         ("promtool", &["check", "rules", "alerts.yml"]),
         ("promtool", &["test", "rules", "alerts_test.yml"]),
         ("amtool", &["check-config", "alertmanager.yml"]),
     ];
-    let (mut passed, mut failed) = (0, 0);
     for (tool, args) in checks {
         let ok = std::process::Command::new(tool)
             .args(args)
