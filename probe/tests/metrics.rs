@@ -187,3 +187,80 @@ fn a_busy_address_is_a_warning_not_a_failed_recording() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("live metrics not served"));
 }
+
+/// 100 scrapes a second for 30 s while recording: every scrape parses and is served,
+/// and the trace misses no sample (the GPU power loop's rows arrive at its rate).
+#[test]
+fn scraping_100_times_a_second_loses_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_eco2ai-probe"))
+        .args([
+            "record",
+            "--duration",
+            "31s",
+            "--fake-gpus",
+            "1",
+            "--run-id",
+            "scraped",
+        ])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--out",
+            out.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while scrape(port).is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = Instant::now();
+    let (mut ok, mut latencies) = (0u32, Vec::new());
+    let mut next = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let t = Instant::now();
+        let body = scrape(port).expect("a scrape failed");
+        latencies.push(t.elapsed());
+        assert!(
+            body.contains("# TYPE hf_training_gpu_power_watts gauge"),
+            "{body}"
+        );
+        for line in body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(
+                value.parse::<f64>().is_ok(),
+                "unparsable sample line {line:?}"
+            );
+        }
+        ok += 1;
+        next += Duration::from_millis(10);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "{ok} scrapes in 30 s; latency p50 {:?} p99 {:?} max {:?}",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
+    assert!(ok >= 2_400, "only {ok} scrapes");
+    let run = eco2ai_trace::Run::open(&out.path().join("scraped")).unwrap();
+    assert_eq!(run.meta().dropped_rows, 0);
+    let secs = (run.meta().end_ns.unwrap() - run.meta().start_ns) as f64 / 1e9;
+    // 20 ms power polls plus 100 ms energy polls for one GPU.
+    let expected = secs * (50.0 + 10.0);
+    let got = run.meta().rows["gpu"] as f64;
+    assert!(
+        got > expected * 0.97,
+        "{got} gpu rows in {secs:.1} s, expected about {expected:.0}"
+    );
+}
