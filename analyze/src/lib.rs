@@ -1,3 +1,4 @@
 //! hf-eco2ai offline analysis of recorded runs.
 
+pub mod replay;
 pub mod summary;

@@ -44,7 +44,7 @@ pub struct Summary {
 
 const J_PER_KWH: f64 = 3.6e6;
 
-fn col_i64(b: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
+pub(crate) fn col_i64(b: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
     Some(
         b.column_by_name(name)?
             .as_primitive_opt::<Int64Type>()?
@@ -53,7 +53,7 @@ fn col_i64(b: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
     )
 }
 
-fn col_u64(b: &RecordBatch, name: &str) -> Option<Vec<Option<u64>>> {
+pub(crate) fn col_u64(b: &RecordBatch, name: &str) -> Option<Vec<Option<u64>>> {
     Some(
         b.column_by_name(name)?
             .as_primitive_opt::<UInt64Type>()?
@@ -62,7 +62,7 @@ fn col_u64(b: &RecordBatch, name: &str) -> Option<Vec<Option<u64>>> {
     )
 }
 
-fn col_u32(b: &RecordBatch, name: &str) -> Option<Vec<Option<u32>>> {
+pub(crate) fn col_u32(b: &RecordBatch, name: &str) -> Option<Vec<Option<u32>>> {
     Some(
         b.column_by_name(name)?
             .as_primitive_opt::<UInt32Type>()?

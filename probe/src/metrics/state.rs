@@ -34,13 +34,15 @@ pub struct GpuLive {
 
 /// (ts_ns, energy J so far, samples so far), one a second.
 type Point = (i64, f64, u64);
+/// (ts_ns, J) of a CPU domain's counter.
+type Reading = (i64, f64);
 
 #[derive(Debug, Default)]
 pub struct MetricsState {
     pub info: RunInfo,
     pub gpus: BTreeMap<u32, GpuLive>,
     /// domain -> (ts_ns, J) latest, and the reading about a second before it.
-    cpu: BTreeMap<String, ((i64, f64), (i64, f64))>,
+    cpu: BTreeMap<String, (Reading, Reading)>,
     pub steps: u64,
     pub samples: u64,
     pub loss: Option<f64>,
@@ -123,7 +125,7 @@ impl MetricsState {
 
     /// CPU power over the last second, from the domains the CPU total counts.
     pub fn cpu_power_w(&self) -> Option<f64> {
-        let rate = |(a, b): &((i64, f64), (i64, f64))| {
+        let rate = |(a, b): &(Reading, Reading)| {
             if a.0 > b.0 {
                 (a.1 - b.1) / ((a.0 - b.0) as f64 / 1e9)
             } else {
