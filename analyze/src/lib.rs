@@ -1,4 +1,5 @@
 //! hf-eco2ai offline analysis of recorded runs.
 
+pub mod footprint;
 pub mod replay;
 pub mod summary;

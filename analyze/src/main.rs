@@ -14,6 +14,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// What a planned run will use and emit: GPU-hours x watts x PUE, times the grid.
+    Footprint {
+        #[arg(long)]
+        gpu_hours: f64,
+        #[arg(long)]
+        watts: f64,
+        #[arg(long, default_value_t = 1.0)]
+        pue: f64,
+        /// ISO 3166 alpha-2 country.
+        #[arg(long)]
+        country: Option<String>,
+        /// Cloud region, provider:region.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        gco2_per_kwh: Option<f64>,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Replay a run into Prometheus: an OpenMetrics file with timestamps for
     /// `promtool tsdb create-blocks-from openmetrics FILE DIR`.
     Replay {
@@ -36,6 +56,32 @@ enum Cmd {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Footprint {
+            gpu_hours,
+            watts,
+            pue,
+            country,
+            region,
+            gco2_per_kwh,
+            format,
+        } => {
+            let f = eco2ai_analyze::footprint::footprint(
+                gpu_hours,
+                watts,
+                pue,
+                country.as_deref(),
+                region.as_deref(),
+                gco2_per_kwh,
+            )?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&f)?),
+                "table" => println!(
+                    "{:.1} GPU-hours x {:.0} W x PUE {:.2} = {:.3} kWh; at {:.1} gCO2/kWh: {:.3} kg CO2",
+                    f.gpu_hours, f.watts, f.pue, f.energy_kwh, f.gco2_per_kwh, f.co2_kg
+                ),
+                other => anyhow::bail!("--format must be table or json, got '{other}'"),
+            }
+        }
         Cmd::Replay {
             run,
             openmetrics,

@@ -100,3 +100,67 @@ fn not_a_run_is_an_error() {
     let err = summarise(dir.path()).unwrap_err();
     assert!(err.to_string().contains("not a run directory"));
 }
+
+#[test]
+fn footprint_cli_gives_json_and_refuses_bad_input() {
+    let bin = env!("CARGO_BIN_EXE_eco2ai-analyze");
+    let o = std::process::Command::new(bin)
+        .args([
+            "footprint",
+            "--gpu-hours",
+            "100",
+            "--watts",
+            "400",
+            "--pue",
+            "1.2",
+            "--gco2-per-kwh",
+            "500",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["energy_kwh"], 48.0);
+    assert_eq!(v["co2_kg"], 24.0);
+    for bad in [
+        vec!["footprint", "--gpu-hours", "1", "--watts", "1"],
+        vec![
+            "footprint",
+            "--gpu-hours",
+            "1",
+            "--watts",
+            "1",
+            "--country",
+            "QQ",
+        ],
+        vec![
+            "footprint",
+            "--gpu-hours",
+            "0",
+            "--watts",
+            "1",
+            "--country",
+            "FR",
+        ],
+        vec![
+            "footprint",
+            "--gpu-hours",
+            "1",
+            "--watts",
+            "1",
+            "--country",
+            "FR",
+            "--format",
+            "xml",
+        ],
+    ] {
+        let o = std::process::Command::new(bin).args(&bad).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("error:"),
+            "{bad:?}"
+        );
+    }
+}

@@ -238,7 +238,7 @@ fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
 impl RecordArgs {
     /// Grid intensity and prices, checked; None with --no-metrics.
     fn metrics_config(&self) -> Result<Option<MetricsConfig>, ConfigError> {
-        use crate::metrics::carbon;
+        use eco2ai_trace::grid as carbon;
         let country = match &self.country {
             Some(c) => Some(
                 carbon::country_g_per_kwh(c)

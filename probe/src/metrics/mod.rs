@@ -1,6 +1,5 @@
 //! Live metrics: the hf_training_* families on /metrics while a run records.
 
-pub mod carbon;
 pub mod render;
 pub mod server;
 pub mod state;

@@ -1,7 +1,9 @@
-//! Grid carbon intensity for the live metrics, from the tables in datasets/ (embedded).
+//! Grid carbon intensity by country or cloud region, from the tables in datasets/
+//! (embedded, with their attribution in datasets/ATTRIBUTION.md); shared by the live
+//! metrics and the analyzer.
 
-const COUNTRIES: &str = include_str!("../../../datasets/grid_intensity_by_country.csv");
-const REGIONS: &str = include_str!("../../../datasets/cloud_region_intensity.csv");
+const COUNTRIES: &str = include_str!("../../datasets/grid_intensity_by_country.csv");
+const REGIONS: &str = include_str!("../../datasets/cloud_region_intensity.csv");
 
 /// gCO2e/kWh of an ISO 3166 alpha-2 country.
 pub fn country_g_per_kwh(iso2: &str) -> Option<f64> {
