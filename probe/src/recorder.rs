@@ -244,7 +244,7 @@ impl Recorder {
         }
         let estimate = sensors
             .estimate_tdp_w
-            .map(|w| Estimator::new(w, crate::host::detect().cpu_sockets));
+            .map(|w| Estimator::new(w, sensors.cpu_sockets));
         let tree_pid = if tree_from_procfs {
             job_pid.clone()
         } else {

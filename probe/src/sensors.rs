@@ -43,6 +43,8 @@ pub struct Sensors {
     pub rapl: Vec<Box<dyn EnergyReader>>,
     /// Watts at full load per socket, when CPU energy is estimated.
     pub estimate_tdp_w: Option<f64>,
+    /// Sockets the estimate multiplies the TDP by.
+    pub cpu_sockets: u32,
     pub status: Vec<SensorStatus>,
 }
 
@@ -145,6 +147,7 @@ pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
         gpus,
         rapl,
         estimate_tdp_w,
+        cpu_sockets: host.cpu_sockets,
         status: st,
     }
 }
