@@ -138,7 +138,10 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
         .with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
-    let (steps, marker_env, marker_status, tracked) = marker_setup(&cfg)?;
+    let (steps, marker_env, marker_status, mut tracked) = marker_setup(&cfg)?;
+    if let (Workload::Pid(pid), Some(t)) = (&cfg.workload, tracked.as_mut()) {
+        track_tree(*pid, t);
+    }
     let mut status = sensors.status.clone();
     status.extend(marker_status);
     let mut meta = build_meta(
@@ -180,7 +183,7 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
             }
         },
         (None, Workload::Pid(pid)) => {
-            join_process(*pid, tracked, &recorder, &signals);
+            join_process(*pid, &recorder, &signals);
             0
         }
         (None, Workload::Duration(d)) => {
@@ -348,20 +351,22 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// Tracks a running process and its descendants: children forked before the probe
+/// came are not seen by sched_process_fork (torchrun's ranks, for one). Done before
+/// meta.json exists, since a joiner starts marking steps as soon as it sees that file.
+fn track_tree(pid: u32, tracked: &mut Tracked) {
+    for p in crate::samplers::procfs::process_tree(std::path::Path::new("/proc"), pid) {
+        if let Err(e) = tracked.add(p) {
+            eprintln!("eco2ai-probe: {e}; steps and CPU time of pid {p} will be missing");
+        }
+    }
+}
+
 /// Records a process that is already running until it exits or the probe is stopped.
-fn join_process(pid: u32, tracked: Option<Tracked>, rec: &Recorder, sig: &SignalForwarder) {
+fn join_process(pid: u32, rec: &Recorder, sig: &SignalForwarder) {
     rec.job_pid.store(pid, Ordering::SeqCst);
     if let Ok(mut p) = rec.patch.lock() {
         p.pid = Some(pid);
-    }
-    if let Some(mut t) = tracked {
-        // Children forked before the probe came are not seen by sched_process_fork:
-        // add the whole tree as it is now (torchrun's ranks, for one).
-        for p in crate::samplers::procfs::process_tree(std::path::Path::new("/proc"), pid) {
-            if let Err(e) = t.add(p) {
-                eprintln!("eco2ai-probe: {e}; steps and CPU time of pid {p} will be missing");
-            }
-        }
     }
     while alive(pid) && !sig.wait(Duration::from_millis(100)) {}
 }
