@@ -38,7 +38,7 @@ impl Default for Intervals {
     fn default() -> Self {
         Intervals {
             nvml_ns: 20_000_000,
-            nvml_energy_ns: 100_000_000,
+            nvml_energy_ns: 1_000_000_000,
             rapl_ns: 1_000_000,
             cpu_ns: 100_000_000,
             procs_ns: 1_000_000_000,

@@ -15,7 +15,10 @@ use crate::samplers::errors::SensorError;
 const FI_POWER_INSTANT: u32 = 186;
 
 pub struct NvmlBackend {
-    nvml: Nvml,
+    /// One handle per GPU, looked up once: `nvmlDeviceGetHandleByIndex` on every read
+    /// doubled the driver calls of the 20 ms power loop. The library lives as long as the
+    /// process (leaked once), which the handles' lifetime needs.
+    devices: Vec<Device<'static>>,
 }
 
 fn classify(e: NvmlError) -> SensorError {
@@ -33,7 +36,17 @@ impl NvmlBackend {
     /// Loads libnvidia-ml and initialises it; the error says why there are no GPUs.
     pub fn load() -> Result<NvmlBackend, String> {
         match Nvml::init() {
-            Ok(nvml) => Ok(NvmlBackend { nvml }),
+            Ok(nvml) => {
+                let nvml: &'static Nvml = Box::leak(Box::new(nvml));
+                let n = nvml
+                    .device_count()
+                    .map_err(|e| format!("NVML device count: {e}"))?;
+                let devices = (0..n)
+                    .map(|i| nvml.device_by_index(i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("NVML device handle: {e}"))?;
+                Ok(NvmlBackend { devices })
+            }
             Err(NvmlError::LibloadingError(e)) => Err(format!(
                 "libnvidia-ml.so.1 not found (no NVIDIA driver installed): {e}"
             )),
@@ -45,17 +58,17 @@ impl NvmlBackend {
         }
     }
 
-    fn device(&self, gpu: u32) -> Result<Device<'_>, SensorError> {
-        self.nvml.device_by_index(gpu).map_err(classify)
+    fn device(&self, gpu: u32) -> Result<&Device<'static>, SensorError> {
+        self.devices
+            .get(gpu as usize)
+            .ok_or_else(|| SensorError::Gone(format!("no GPU {gpu}")))
     }
 }
 
 impl GpuBackend for NvmlBackend {
     fn devices(&self) -> Result<Vec<GpuInfo>, SensorError> {
-        let n = self.nvml.device_count().map_err(classify)?;
-        let mut out = Vec::with_capacity(n as usize);
-        for index in 0..n {
-            let d = self.device(index)?;
+        let mut out = Vec::with_capacity(self.devices.len());
+        for (index, d) in (0u32..).zip(&self.devices) {
             out.push(GpuInfo {
                 index,
                 name: d.name().unwrap_or_else(|_| "unknown".into()),
