@@ -1,3 +1,5 @@
+mod replay_cmd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,17 +36,9 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
-    /// Replay a run into Prometheus: an OpenMetrics file with timestamps for
-    /// `promtool tsdb create-blocks-from openmetrics FILE DIR`.
-    Replay {
-        run: PathBuf,
-        /// Where to write the OpenMetrics text.
-        #[arg(long)]
-        openmetrics: PathBuf,
-        /// Seconds between replayed points.
-        #[arg(long, default_value_t = 1.0)]
-        every_s: f64,
-    },
+    /// Replay a run into Prometheus: OpenMetrics for backfill, remote_write, or a
+    /// /metrics server playing it back.
+    Replay(replay_cmd::ReplayArgs),
     /// Whole-run energy per device, duration, and whether the run was cut off.
     Summary {
         run: PathBuf,
@@ -82,20 +76,7 @@ fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("--format must be table or json, got '{other}'"),
             }
         }
-        Cmd::Replay {
-            run,
-            openmetrics,
-            every_s,
-        } => {
-            if !(every_s > 0.0 && every_s.is_finite()) {
-                anyhow::bail!("--every-s must be a positive number of seconds, got {every_s}");
-            }
-            let text = eco2ai_analyze::replay::openmetrics(&run, every_s)
-                .with_context(|| format!("reading run {}", run.display()))?;
-            std::fs::write(&openmetrics, text)
-                .with_context(|| format!("writing {}", openmetrics.display()))?;
-            println!("{}", openmetrics.display());
-        }
+        Cmd::Replay(a) => replay_cmd::run(a)?,
         Cmd::Summary { run, json } => {
             let s = eco2ai_analyze::summary::summarise(&run)
                 .with_context(|| format!("reading run {}", run.display()))?;

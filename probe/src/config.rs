@@ -13,6 +13,8 @@ use crate::sensors::SensorConfig;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ConfigError {
+    #[error("--latency-target '{0}': expected HOST:PORT")]
+    LatencyTarget(String),
     #[error("invalid duration '{0}': expected a number with a unit, e.g. 500us, 20ms, 2s, 5m, 1h")]
     Duration(String),
     #[error("{flag} must be between {min} and {max}, got {got}")]
@@ -128,6 +130,10 @@ pub struct RecordArgs {
     /// Do not serve live metrics.
     #[arg(long)]
     pub no_metrics: bool,
+    /// HOST:PORT whose TCP connect time to report as network_latency_ms (e.g. the
+    /// Prometheus or remote_write endpoint); repeatable, measured every 10 s.
+    #[arg(long = "latency-target")]
+    pub latency_targets: Vec<String>,
     /// Carbon budget of the run, for the budget metrics and alerts.
     #[arg(long)]
     pub carbon_budget_kg: Option<f64>,
@@ -200,6 +206,7 @@ pub struct RecordConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsConfig {
     pub addr: String,
+    pub latency_targets: Vec<String>,
     pub intensity_g_per_kwh: Option<f64>,
     pub carbon_budget_kg: Option<f64>,
     pub price_per_kwh: Option<f64>,
@@ -265,8 +272,17 @@ impl RecordArgs {
         if !(self.pue >= 1.0 && self.pue.is_finite()) {
             return Err(ConfigError::Pue(self.pue));
         }
+        for t in &self.latency_targets {
+            if !t
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Err(ConfigError::LatencyTarget(t.clone()));
+            }
+        }
         Ok((!self.no_metrics).then(|| MetricsConfig {
             addr: self.metrics_addr.clone(),
+            latency_targets: self.latency_targets.clone(),
             intensity_g_per_kwh: region.or(country),
             carbon_budget_kg: self.carbon_budget_kg,
             price_per_kwh: self.price_per_kwh,

@@ -13,11 +13,11 @@ use crate::config::{RecordConfig, Workload};
 use crate::ebpf::{EbpfProbe, Tracked};
 use crate::host::{self, Host};
 use crate::markers::{self, MarkerSocket};
-use crate::metrics::{MetricsServer, MetricsState, RunInfo};
 use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
 use crate::sensors::{self, SensorConfig};
+use eco2ai_metrics::{MetricsServer, MetricsState, RunInfo, TextSink, render};
 use std::sync::{Arc, Mutex};
 
 /// Environment variables the recorded command receives.
@@ -164,6 +164,17 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     let signals = SignalForwarder::install()?;
     let errors = ErrorCounts::default();
     let (metrics, _server) = start_metrics(&cfg, writer.meta(), &host, errors.clone());
+    let _latency = match (&metrics, &cfg.metrics) {
+        (Some(state), Some(m)) if !m.latency_targets.is_empty() => Some(
+            crate::latency::Latency::start(
+                m.latency_targets.clone(),
+                state.clone(),
+                errors.clone(),
+            )
+            .context("starting the latency thread")?,
+        ),
+        _ => None,
+    };
     let recorder = Recorder::start(
         writer,
         sensors,
@@ -212,26 +223,25 @@ fn start_metrics(cfg: &RecordConfig, meta: &Meta, host: &Host, errors: ErrorCoun
         return (None, None);
     };
     let info = RunInfo {
-        project: meta.labels.project_name.clone().unwrap_or_default(),
-        model: meta.labels.model_name.clone().unwrap_or_default(),
-        country: meta.labels.country.clone().unwrap_or_default(),
-        region: meta.labels.region.clone().unwrap_or_default(),
-        instance: host.hostname.clone(),
         intensity_g_per_kwh: m.intensity_g_per_kwh,
         carbon_budget_kg: m.carbon_budget_kg,
         price_per_kwh: m.price_per_kwh,
         gpu_hour_usd: m.gpu_hour_usd,
         pue: m.pue,
-        gpu_models: meta
-            .gpus
-            .iter()
-            .map(|g| (g.index, g.name.clone()))
-            .collect(),
-        start_unix_s: (meta.start_ns + meta.mono_to_unix_ns) as f64 / 1e9,
-        mono_to_unix_ns: meta.mono_to_unix_ns,
+        ..RunInfo::from_meta(meta, &host.hostname)
     };
     let state = Arc::new(Mutex::new(MetricsState::new(info)));
-    match MetricsServer::start(&m.addr, state.clone(), errors) {
+    let (st, e2) = (state.clone(), errors.clone());
+    let body: eco2ai_metrics::server::Body = Arc::new(move || {
+        let now = crate::clock::unix_ns() as f64 / 1e9;
+        let mut out = TextSink::default();
+        if let Ok(s) = st.lock() {
+            render(&s, &e2.snapshot(), now, &mut out);
+        }
+        out.0
+    });
+    let on_error: eco2ai_metrics::server::OnError = Arc::new(move |kind| errors.add_n(kind, 1));
+    match MetricsServer::start(&m.addr, body, on_error) {
         Ok(server) => {
             eprintln!(
                 "eco2ai-probe: live metrics on http://{}/metrics",

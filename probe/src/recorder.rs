@@ -15,13 +15,13 @@ use crate::batcher::Batcher;
 use crate::clock::{monotonic_ns, sleep_until};
 use crate::ebpf::{self, EbpfProbe};
 use crate::markers::{self, MarkerSocket};
-use crate::metrics::MetricsState;
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
 use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
 use crate::samplers::procfs::{MachineUtil, TreeSampler};
 use crate::samplers::rapl::RaplSampler;
 use crate::sensors::Sensors;
+use eco2ai_metrics::MetricsState;
 
 #[derive(Debug, Clone)]
 pub struct Intervals {

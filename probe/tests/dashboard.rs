@@ -2,8 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use eco2ai_probe::metrics::render::render;
-use eco2ai_probe::metrics::{MetricsState, RunInfo};
+use eco2ai_metrics::{MetricsState, RunInfo, TextSink, render};
 use eco2ai_trace::{CpuRow, EvalRow, GpuRow, Rows, StepRow};
 
 fn served_families() -> BTreeSet<String> {
@@ -61,7 +60,9 @@ fn served_families() -> BTreeSet<String> {
         };
         s.observe(&Rows::Cpu(vec![cpu]));
     }
-    let text = render(&s, &Default::default(), 10.0);
+    let mut out = TextSink::default();
+    render(&s, &Default::default(), 10.0, &mut out);
+    let text = out.0;
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| l.split(' ').next().unwrap_or("").to_string())

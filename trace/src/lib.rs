@@ -3,6 +3,7 @@
 //! holding Parquet segments and at most one open Arrow IPC stream.
 
 pub mod error;
+pub mod from_batch;
 pub mod grid;
 pub mod live;
 pub mod meta;

@@ -27,7 +27,9 @@ const USAGE: &str = "usage: cargo xtask <command>
                         probe CPU time and peak RSS at default rates on a fake RAPL
                         tree (1 kHz) and 8 fake GPUs, next to CodeCarbon
   bench-markers         step-marker cost with the uprobes attached, an empty uprobe
-                        and no probe; events lost at 100,000 markers/s";
+                        and no probe; events lost at 100,000 markers/s
+  bench-replay          replay throughput: OpenMetrics encoding, and remote_write into
+                        VictoriaMetrics, of a generated run (8 GPUs, 1 h)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +53,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("stack") => stack::stack(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
+        Some("bench-replay") => cargo(&["bench", "-p", "eco2ai-analyze", "--bench", "replay"]),
         Some("marker-loop") => bench_markers::marker_loop(&args[1..]),
         Some("timer-floor") => {
             bench::timer_floor_loop(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10));

@@ -125,9 +125,12 @@ fn ensure_bpf_linker() -> Result<()> {
 }
 
 /// Debian packages the tests use: promtool (metrics exposition, config, rules and their
-/// unit tests) and amtool (Alertmanager config).
+/// unit tests), amtool (Alertmanager config), and VictoriaMetrics as a remote_write receiver.
 fn ensure_debian_packages() -> Result<()> {
-    if output("promtool", &["--version"]).is_ok() && output("amtool", &["--version"]).is_ok() {
+    if output("promtool", &["--version"]).is_ok()
+        && output("amtool", &["--version"]).is_ok()
+        && std::path::Path::new("/usr/bin/victoria-metrics").exists()
+    {
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
@@ -138,7 +141,7 @@ fn ensure_debian_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing Debian's prometheus and prometheus-alertmanager (promtool, amtool)"
+        "xtask: installing Debian's prometheus, prometheus-alertmanager and victoria-metrics"
     );
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
@@ -148,12 +151,15 @@ fn ensure_debian_packages() -> Result<()> {
             "-qq",
             "prometheus",
             "prometheus-alertmanager",
+            "victoria-metrics",
         ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get")?;
     if !status.success() {
-        bail!("apt-get install prometheus prometheus-alertmanager failed ({status})");
+        bail!(
+            "apt-get install prometheus prometheus-alertmanager victoria-metrics failed ({status})"
+        );
     }
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! The /metrics endpoint: a small blocking HTTP server on its own thread (loopback by
-//! default). Each request is answered from the shared state and closed.
+//! default). Each request is answered with what `body` renders at that moment, and closed.
+//! The probe serves its live state; the analyzer's replay serves a run at replay time.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::render::render;
-use super::state::MetricsState;
-use crate::samplers::errors::ErrorCounts;
+/// Renders the exposition for one scrape.
+pub type Body = Arc<dyn Fn() -> String + Send + Sync>;
+/// Told about a failed request (error kind), to count it.
+pub type OnError = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub struct MetricsServer {
     pub addr: SocketAddr,
@@ -18,11 +20,7 @@ pub struct MetricsServer {
     thread: Option<JoinHandle<()>>,
 }
 
-fn answer(
-    mut stream: TcpStream,
-    state: &Mutex<MetricsState>,
-    errors: &ErrorCounts,
-) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, body: &Body) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 4096];
     let mut n = 0;
@@ -40,12 +38,7 @@ fn answer(
     let path = req.split_whitespace().nth(1).unwrap_or("");
     let (status, body) =
         if req.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let now = crate::clock::unix_ns() as f64 / 1e9;
-            let body = match state.lock() {
-                Ok(s) => render(&s, &errors.snapshot(), now),
-                Err(_) => String::new(),
-            };
-            ("200 OK", body)
+            ("200 OK", body())
         } else {
             ("404 Not Found", "only /metrics is served\n".to_string())
         };
@@ -58,11 +51,7 @@ fn answer(
 }
 
 impl MetricsServer {
-    pub fn start(
-        addr: &str,
-        state: Arc<Mutex<MetricsState>>,
-        errors: ErrorCounts,
-    ) -> std::io::Result<MetricsServer> {
+    pub fn start(addr: &str, body: Body, on_error: OnError) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -76,11 +65,11 @@ impl MetricsServer {
                     }
                     match stream {
                         Ok(stream) => {
-                            if let Err(e) = answer(stream, &state, &errors) {
-                                errors.add_n(&format!("metrics:{:?}", e.kind()), 1);
+                            if let Err(e) = answer(stream, &body) {
+                                on_error(&format!("metrics:{:?}", e.kind()));
                             }
                         }
-                        Err(_) => errors.add_n("metrics:accept", 1),
+                        Err(_) => on_error("metrics:accept"),
                     }
                 }
             })?;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use eco2ai_trace::{Rows, cpu_total_j};
+use eco2ai_trace::{Meta, Rows, cpu_total_j};
 
 /// Labels and prices of the run, fixed at start.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,28 @@ pub struct RunInfo {
     pub gpu_models: BTreeMap<u32, String>,
     pub start_unix_s: f64,
     pub mono_to_unix_ns: i64,
+}
+
+impl RunInfo {
+    /// Labels, GPU models and clocks of a run; no prices, PUE 1.
+    pub fn from_meta(meta: &Meta, instance: &str) -> RunInfo {
+        RunInfo {
+            project: meta.labels.project_name.clone().unwrap_or_default(),
+            model: meta.labels.model_name.clone().unwrap_or_default(),
+            country: meta.labels.country.clone().unwrap_or_default(),
+            region: meta.labels.region.clone().unwrap_or_default(),
+            instance: instance.to_string(),
+            pue: 1.0,
+            gpu_models: meta
+                .gpus
+                .iter()
+                .map(|g| (g.index, g.name.clone()))
+                .collect(),
+            start_unix_s: (meta.start_ns + meta.mono_to_unix_ns) as f64 / 1e9,
+            mono_to_unix_ns: meta.mono_to_unix_ns,
+            ..RunInfo::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -50,6 +72,8 @@ pub struct MetricsState {
     pub epoch: Option<f64>,
     pub eval_loss: Option<f64>,
     pub last_ts_ns: i64,
+    /// TCP connect time to each monitored target, ms (latest).
+    pub latency_ms: BTreeMap<String, f64>,
     history: VecDeque<Point>,
     best_samples_per_kwh: f64,
 }

@@ -2,54 +2,56 @@
 //! labels are the users' contract (dashboards and alerts use them as they are).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use super::state::MetricsState;
 
 const J_PER_KWH: f64 = 3.6e6;
 
-struct Out(String);
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
 }
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(
-            self.0,
-            "# HELP hf_training_{name} {help}\n# TYPE hf_training_{name} {kind}"
-        );
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let l: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
-        let _ = writeln!(self.0, "hf_training_{name}{{{}}} {value}", l.join(","));
-    }
-
-    /// One family with one sample, skipped when the value is unknown.
-    fn one(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        labels: &[(&str, &str)],
-        value: Option<f64>,
-    ) {
-        if let Some(v) = value.filter(|v| v.is_finite()) {
-            self.family(name, kind, help);
-            self.sample(name, labels, v);
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
         }
     }
 }
 
-pub fn render(s: &MetricsState, errors: &BTreeMap<String, u64>, now_unix_s: f64) -> String {
-    let mut o = Out(String::with_capacity(4096));
+/// Where rendered families go. `name` is without the `hf_training_` prefix; a family's
+/// samples follow its `family` call.
+pub trait Sink {
+    fn family(&mut self, name: &str, kind: Kind, help: &str);
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64);
+}
+
+/// One family with one sample, skipped when the value is unknown.
+fn one<S: Sink + ?Sized>(
+    o: &mut S,
+    name: &str,
+    kind: Kind,
+    help: &str,
+    labels: &[(&str, &str)],
+    value: Option<f64>,
+) {
+    if let Some(v) = value.filter(|v| v.is_finite()) {
+        o.family(name, kind, help);
+        o.sample(name, labels, v);
+    }
+}
+
+/// Renders every family the state can tell at `now_unix_s` (cost so far depends on it).
+pub fn render<S: Sink + ?Sized>(
+    s: &MetricsState,
+    errors: &BTreeMap<String, u64>,
+    now_unix_s: f64,
+    o: &mut S,
+) {
     let i = &s.info;
     let (p, pm) = (
         [("project_name", i.project.as_str())],
@@ -66,82 +68,93 @@ pub fn render(s: &MetricsState, errors: &BTreeMap<String, u64>, now_unix_s: f64)
     let g_per_kwh = i.intensity_g_per_kwh;
     let co2 = g_per_kwh.map(|g| kwh * g / 1000.0);
 
-    o.one(
+    one(
+        o,
         "co2_kg_total",
-        "counter",
+        Kind::Counter,
         "CO2 emitted by the run so far, kg",
         &pm,
         co2,
     );
-    o.one(
+    one(
+        o,
         "co2_rate_kg_per_hour",
-        "gauge",
+        Kind::Gauge,
         "CO2 emission rate over the last minute",
         &p,
         rate_kwh_h.zip(g_per_kwh).map(|(r, g)| r * g / 1000.0),
     );
-    o.one(
+    one(
+        o,
         "grid_carbon_intensity_g_per_kwh",
-        "gauge",
+        Kind::Gauge,
         "Grid carbon intensity used",
         &[("country", &i.country), ("region", &i.region)],
         g_per_kwh,
     );
-    o.one(
+    one(
+        o,
         "carbon_budget_kg",
-        "gauge",
+        Kind::Gauge,
         "Carbon budget of the run",
         &p,
         i.carbon_budget_kg,
     );
-    o.one(
+    one(
+        o,
         "carbon_budget_remaining_kg",
-        "gauge",
+        Kind::Gauge,
         "Budget minus CO2 so far (negative: exceeded)",
         &p,
         i.carbon_budget_kg.zip(co2).map(|(b, c)| b - c),
     );
-    o.one(
+    one(
+        o,
         "energy_kwh_total",
-        "counter",
+        Kind::Counter,
         "Energy used by the run so far (GPU + CPU, PUE applied), kWh",
         &pm,
         Some(kwh),
     );
-    o.one(
+    one(
+        o,
         "energy_rate_kwh_per_hour",
-        "gauge",
+        Kind::Gauge,
         "Energy rate over the last minute",
         &p,
         rate_kwh_h,
     );
-    gpus(&mut o, s);
-    o.one(
+    gpus(o, s);
+    one(
+        o,
         "cpu_power_watts",
-        "gauge",
+        Kind::Gauge,
         "CPU power over the last second",
         &[("instance", &i.instance)],
         s.cpu_power_w(),
     );
-    o.one(
+    one(
+        o,
         "samples_per_kwh",
-        "gauge",
+        Kind::Gauge,
         "Training samples per kWh over the run",
         &p,
         (kwh > 0.0 && s.samples > 0).then(|| s.samples as f64 / kwh),
     );
-    training(&mut o, s);
-    cost(&mut o, s, kwh, rate_kwh_h, now_unix_s);
-    o.one(
+    training(o, s);
+    cost(o, s, kwh, rate_kwh_h, now_unix_s);
+    one(
+        o,
         "last_update_timestamp",
-        "gauge",
+        Kind::Gauge,
         "Unix time of the newest sample",
         &[("instance", &i.instance)],
         Some((s.last_ts_ns + i.mono_to_unix_ns) as f64 / 1e9),
     );
-    o.one(
+    one(
+        o,
         "plugin_version",
-        "gauge",
+        Kind::Gauge,
         "Version of the recorder",
         &[
             ("version", env!("CARGO_PKG_VERSION")),
@@ -151,17 +164,26 @@ pub fn render(s: &MetricsState, errors: &BTreeMap<String, u64>, now_unix_s: f64)
     );
     o.family(
         "monitoring_errors_total",
-        "counter",
+        Kind::Counter,
         "Sensor and event errors by type",
     );
     for (k, n) in errors {
         o.sample("monitoring_errors_total", &[("error_type", k)], *n as f64);
     }
-    o.0
+    if !s.latency_ms.is_empty() {
+        o.family(
+            "network_latency_ms",
+            Kind::Gauge,
+            "TCP connect time to a monitored target, ms",
+        );
+        for (target, ms) in &s.latency_ms {
+            o.sample("network_latency_ms", &[("target", target)], *ms);
+        }
+    }
 }
 
-fn gpus(o: &mut Out, s: &MetricsState) {
-    type Get = fn(&super::state::GpuLive) -> Option<f64>;
+fn gpus<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
+    type Get = fn(&crate::state::GpuLive) -> Option<f64>;
     let families: [(&str, &str, Get); 6] = [
         ("gpu_power_watts", "GPU power (NVML average)", |g| g.power_w),
         ("gpu_temperature_celsius", "GPU temperature", |g| {
@@ -188,7 +210,7 @@ fn gpus(o: &mut Out, s: &MetricsState) {
         }),
     ];
     for (name, help, get) in families {
-        o.family(name, "gauge", help);
+        o.family(name, Kind::Gauge, help);
         for (id, g) in &s.gpus {
             let model = s
                 .info
@@ -205,76 +227,90 @@ fn gpus(o: &mut Out, s: &MetricsState) {
             }
         }
     }
-    o.one(
+    one(
+        o,
         "gpu_count",
-        "gauge",
+        Kind::Gauge,
         "GPUs recorded",
         &[("instance", &s.info.instance)],
         Some(s.gpus.len() as f64),
     );
 }
 
-fn training(o: &mut Out, s: &MetricsState) {
+fn training<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
     let i = &s.info;
     let p = [("project_name", i.project.as_str())];
     let pm = [
         ("project_name", i.project.as_str()),
         ("model_name", i.model.as_str()),
     ];
-    o.one(
+    one(
+        o,
         "loss",
-        "gauge",
+        Kind::Gauge,
         "Training loss of the latest step",
         &pm,
         s.loss,
     );
-    o.one(
+    one(
+        o,
         "eval_loss",
-        "gauge",
+        Kind::Gauge,
         "Latest evaluation loss",
         &pm,
         s.eval_loss,
     );
-    o.one(
+    one(
+        o,
         "learning_rate",
-        "gauge",
+        Kind::Gauge,
         "Learning rate of the latest step",
         &p,
         s.lr,
     );
-    o.one(
+    one(
+        o,
         "step_count",
-        "counter",
+        Kind::Counter,
         "Training steps recorded",
         &p,
         Some(s.steps as f64),
     );
-    o.one(
+    one(
+        o,
         "epoch_count",
-        "counter",
+        Kind::Counter,
         "Epochs completed (fractional)",
         &p,
         s.epoch,
     );
-    o.one(
+    one(
+        o,
         "samples_per_second",
-        "gauge",
+        Kind::Gauge,
         "Samples per second over the last minute",
         &p,
         s.window()
             .filter(|w| w.0 > 0.0)
             .map(|(secs, _, n)| n as f64 / secs),
     );
-    o.one(
+    one(
+        o,
         "efficiency_score",
-        "gauge",
+        Kind::Gauge,
         "Samples per kWh over the last minute relative to the run's best minute (0-1)",
         &p,
         s.efficiency_score(),
     );
 }
 
-fn cost(o: &mut Out, s: &MetricsState, kwh: f64, rate_kwh_h: Option<f64>, now_unix_s: f64) {
+fn cost<S: Sink + ?Sized>(
+    o: &mut S,
+    s: &MetricsState,
+    kwh: f64,
+    rate_kwh_h: Option<f64>,
+    now_unix_s: f64,
+) {
     let i = &s.info;
     let p = [("project_name", i.project.as_str())];
     let energy_usd = i.price_per_kwh.map(|c| c * kwh);
@@ -291,30 +327,34 @@ fn cost(o: &mut Out, s: &MetricsState, kwh: f64, rate_kwh_h: Option<f64>, now_un
         .map(|(c, r)| c * r)
         .unwrap_or(0.0)
         + i.gpu_hour_usd.map_or(0.0, |c| c * gpus);
-    o.one(
+    one(
+        o,
         "estimated_cost_usd",
-        "gauge",
+        Kind::Gauge,
         "Energy plus compute cost so far",
         &[("project_name", &i.project), ("currency", "USD")],
         total,
     );
-    o.one(
+    one(
+        o,
         "cost_rate_usd_per_hour",
-        "gauge",
+        Kind::Gauge,
         "Cost rate now",
         &p,
         total.map(|_| rate),
     );
-    o.one(
+    one(
+        o,
         "energy_cost_usd",
-        "gauge",
+        Kind::Gauge,
         "Energy cost so far",
         &p,
         energy_usd,
     );
-    o.one(
+    one(
+        o,
         "compute_cost_usd",
-        "gauge",
+        Kind::Gauge,
         "Compute (GPU-hour) cost so far",
         &p,
         compute_usd,

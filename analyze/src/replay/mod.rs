@@ -1,0 +1,199 @@
+//! Replaying a recorded run into Prometheus. The trace's rows are fed, in time order, to
+//! the same [`MetricsState`] the probe's live exporter keeps, and the state is rendered at
+//! each replay instant: replayed metrics have the live names, types, labels and values.
+//! Outputs: an OpenMetrics file for backfill, remote_write, and a /metrics server.
+
+pub mod http;
+pub mod openmetrics;
+pub mod proto;
+pub mod remote_write;
+pub mod serve;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use eco2ai_metrics::{MetricsState, RunInfo, Sink, render};
+use eco2ai_trace::from_batch::{cpu_rows, eval_rows, gpu_rows, step_rows};
+use eco2ai_trace::{CpuRow, EvalRow, GpuRow, Rows, Run, StepRow, Table, TraceError};
+
+/// What the trace does not say: grid intensity override, prices, budget, PUE.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    pub intensity_g_per_kwh: Option<f64>,
+    pub carbon_budget_kg: Option<f64>,
+    pub price_per_kwh: Option<f64>,
+    pub gpu_hour_usd: Option<f64>,
+    pub pue: Option<f64>,
+}
+
+enum Event {
+    Gpu(GpuRow),
+    Cpu(CpuRow),
+    Step(StepRow),
+    Eval(EvalRow),
+}
+
+impl Event {
+    fn ts_ns(&self) -> i64 {
+        match self {
+            Event::Gpu(r) => r.ts_ns,
+            Event::Cpu(r) => r.ts_ns,
+            // A step is known once it has ended.
+            Event::Step(r) => r.end_ns,
+            Event::Eval(r) => r.ts_ns,
+        }
+    }
+}
+
+/// A run being replayed: its rows in time order and the metrics state so far.
+pub struct Replay {
+    state: MetricsState,
+    events: Vec<Event>,
+    next: usize,
+    start_ns: i64,
+    end_ns: i64,
+    mono_to_unix_ns: i64,
+    errors: BTreeMap<String, u64>,
+}
+
+fn read_events(run: &Run) -> Result<Vec<Event>, TraceError> {
+    let mut events = Vec::new();
+    for b in run.read_table(Table::Gpu)?.batches {
+        events.extend(gpu_rows(&b).into_iter().map(Event::Gpu));
+    }
+    for b in run.read_table(Table::Cpu)?.batches {
+        events.extend(cpu_rows(&b).into_iter().map(Event::Cpu));
+    }
+    for b in run.read_table(Table::Steps)?.batches {
+        events.extend(step_rows(&b).into_iter().map(Event::Step));
+    }
+    for b in run.read_table(Table::Evals)?.batches {
+        events.extend(eval_rows(&b).into_iter().map(Event::Eval));
+    }
+    // Stable: rows of one sensor keep their recorded order at equal timestamps.
+    events.sort_by_key(Event::ts_ns);
+    Ok(events)
+}
+
+impl Replay {
+    /// Reads the run; labels from its meta.json, `instance` from its host name.
+    pub fn open(dir: &Path, prices: &Prices) -> Result<Replay, TraceError> {
+        let run = Run::open(dir)?;
+        let m = run.meta().clone();
+        let events = read_events(&run)?;
+        let last = events.last().map_or(m.start_ns, Event::ts_ns);
+        let mut info = RunInfo::from_meta(&m, &m.host);
+        info.intensity_g_per_kwh = prices.intensity_g_per_kwh.or_else(|| {
+            let region = m
+                .labels
+                .region
+                .as_deref()
+                .and_then(eco2ai_trace::grid::region_g_per_kwh);
+            region.or_else(|| {
+                m.labels
+                    .country
+                    .as_deref()
+                    .and_then(eco2ai_trace::grid::country_g_per_kwh)
+            })
+        });
+        info.carbon_budget_kg = prices.carbon_budget_kg;
+        info.price_per_kwh = prices.price_per_kwh;
+        info.gpu_hour_usd = prices.gpu_hour_usd;
+        info.pue = prices.pue.unwrap_or(1.0);
+        let errors = m.sensor_errors.clone();
+        Ok(Replay {
+            state: MetricsState::new(info),
+            events,
+            next: 0,
+            start_ns: m.start_ns,
+            end_ns: m.end_ns.unwrap_or(last).max(last),
+            mono_to_unix_ns: m.mono_to_unix_ns,
+            errors,
+        })
+    }
+
+    pub fn start_ns(&self) -> i64 {
+        self.start_ns
+    }
+
+    pub fn end_ns(&self) -> i64 {
+        self.end_ns
+    }
+
+    pub fn unix_ms(&self, t_ns: i64) -> i64 {
+        (t_ns + self.mono_to_unix_ns).div_euclid(1_000_000)
+    }
+
+    /// The replay instants: every `every_ns` from the start, and the end.
+    pub fn ticks(&self, every_ns: i64) -> impl Iterator<Item = i64> + use<> {
+        let (start, end, every) = (self.start_ns, self.end_ns, every_ns.max(1_000_000));
+        let n = (end - start) / every;
+        (0..=n)
+            .map(move |k| start + k * every)
+            .chain(((end - start) % every != 0).then_some(end))
+    }
+
+    /// Feeds every row up to and including `t_ns` to the state.
+    pub fn advance_to(&mut self, t_ns: i64) {
+        while self.next < self.events.len() && self.events[self.next].ts_ns() <= t_ns {
+            let batch = self.take_run_of_one_kind(t_ns);
+            self.state.observe(&batch);
+        }
+    }
+
+    /// Consecutive rows of one table, so the state sees batches as it does live.
+    fn take_run_of_one_kind(&mut self, t_ns: i64) -> Rows {
+        let mut rows = match &self.events[self.next] {
+            Event::Gpu(_) => Rows::Gpu(Vec::new()),
+            Event::Cpu(_) => Rows::Cpu(Vec::new()),
+            Event::Step(_) => Rows::Steps(Vec::new()),
+            Event::Eval(_) => Rows::Evals(Vec::new()),
+        };
+        while let Some(e) = self.events.get(self.next).filter(|e| e.ts_ns() <= t_ns) {
+            match (&mut rows, e) {
+                (Rows::Gpu(v), Event::Gpu(r)) => v.push(r.clone()),
+                (Rows::Cpu(v), Event::Cpu(r)) => v.push(r.clone()),
+                (Rows::Steps(v), Event::Step(r)) => v.push(r.clone()),
+                (Rows::Evals(v), Event::Eval(r)) => v.push(r.clone()),
+                _ => break,
+            }
+            self.next += 1;
+        }
+        rows
+    }
+
+    /// Renders the state as of the last `advance_to`, with costs as of `t_ns`.
+    pub fn render_at<S: Sink + ?Sized>(&self, t_ns: i64, sink: &mut S) {
+        let now_unix_s = (t_ns + self.mono_to_unix_ns) as f64 / 1e9;
+        render(&self.state, &self.errors, now_unix_s, sink);
+    }
+
+    pub fn state(&self) -> &MetricsState {
+        &self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty(start: i64, end: i64) -> Replay {
+        Replay {
+            state: MetricsState::default(),
+            events: Vec::new(),
+            next: 0,
+            start_ns: start,
+            end_ns: end,
+            mono_to_unix_ns: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn ticks_cover_start_to_end_once() {
+        let t: Vec<i64> = empty(0, 2_500_000_000).ticks(1_000_000_000).collect();
+        assert_eq!(t, vec![0, 1_000_000_000, 2_000_000_000, 2_500_000_000]);
+        let t: Vec<i64> = empty(0, 2_000_000_000).ticks(1_000_000_000).collect();
+        assert_eq!(t, vec![0, 1_000_000_000, 2_000_000_000]);
+    }
+}

@@ -1,0 +1,123 @@
+//! OpenMetrics text with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+//! OpenMetrics wants each family's samples together, so samples are gathered per family
+//! over all instants and written family by family.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use eco2ai_metrics::{Kind, Sink};
+
+use super::Replay;
+
+struct Family {
+    head: String,
+    body: String,
+}
+
+/// Collects timestamped samples; `ts_ms` is the instant being rendered.
+#[derive(Default)]
+pub struct OpenMetricsSink {
+    pub ts_ms: i64,
+    families: Vec<Family>,
+    index: HashMap<String, usize>,
+    current: usize,
+    pub samples: u64,
+}
+
+/// Writes a label value escaped (backslash, quote, newline) without allocating.
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Sink for OpenMetricsSink {
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        if let Some(&i) = self.index.get(name) {
+            self.current = i;
+            return;
+        }
+        // OpenMetrics counters are named without `_total`, their samples with it; the
+        // counters whose names lack it (step_count, epoch_count) go as gauges.
+        let (type_name, kind) = match (kind, name.strip_suffix("_total")) {
+            (Kind::Counter, Some(base)) => (base, "counter"),
+            _ => (name, "gauge"),
+        };
+        let head = format!(
+            "# HELP hf_training_{type_name} {help}\n# TYPE hf_training_{type_name} {kind}\n"
+        );
+        self.families.push(Family {
+            head,
+            body: String::new(),
+        });
+        self.current = self.families.len() - 1;
+        self.index.insert(name.to_string(), self.current);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let Some(f) = self.families.get_mut(self.current) else {
+            return;
+        };
+        let b = &mut f.body;
+        b.push_str("hf_training_");
+        b.push_str(name);
+        b.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                b.push(',');
+            }
+            b.push_str(k);
+            b.push_str("=\"");
+            push_escaped(b, v);
+            b.push('"');
+        }
+        let (s, ms) = (self.ts_ms.div_euclid(1000), self.ts_ms.rem_euclid(1000));
+        let _ = writeln!(b, "}} {value} {s}.{ms:03}");
+        self.samples += 1;
+    }
+}
+
+impl OpenMetricsSink {
+    /// The whole exposition, `# EOF` included.
+    pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        for f in &self.families {
+            out.write_all(f.head.as_bytes())?;
+            out.write_all(f.body.as_bytes())?;
+        }
+        out.write_all(b"# EOF\n")
+    }
+}
+
+/// Renders the run every `every_ns` into `sink`; returns the number of samples.
+pub fn render_run(replay: &mut Replay, every_ns: i64, sink: &mut OpenMetricsSink) -> u64 {
+    let ticks: Vec<i64> = replay.ticks(every_ns).collect();
+    for t in ticks {
+        replay.advance_to(t);
+        sink.ts_ms = replay.unix_ms(t);
+        replay.render_at(t, sink);
+    }
+    sink.samples
+}
+
+/// Writes the run as OpenMetrics to `path` (via a temporary file, renamed when complete).
+pub fn write_file(replay: &mut Replay, every_ns: i64, path: &Path) -> std::io::Result<u64> {
+    let mut sink = OpenMetricsSink::default();
+    let n = render_run(replay, every_ns, &mut sink);
+    let tmp = path.with_extension("om.tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    sink.write_to(&mut f)?;
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
+}

@@ -1,0 +1,186 @@
+//! `eco2ai-analyze replay`: flags and their checks, then one of the three outputs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use eco2ai_analyze::replay::{Prices, Replay, openmetrics, remote_write, serve};
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).args(["openmetrics", "remote_write", "serve"])))]
+pub struct ReplayArgs {
+    run: PathBuf,
+    /// Write OpenMetrics with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
+    #[arg(long)]
+    openmetrics: Option<PathBuf>,
+    /// remote_write endpoint (Prometheus /api/v1/write, VictoriaMetrics, Thanos, Mimir).
+    #[arg(long)]
+    remote_write: Option<String>,
+    /// Serve the run on this address's /metrics, played back at --speed.
+    #[arg(long)]
+    serve: Option<String>,
+    /// Playback speed for --serve, e.g. 60x.
+    #[arg(long, default_value = "1x")]
+    speed: String,
+    /// After the end of the run, keep serving its final values this long.
+    #[arg(long, default_value_t = 60.0)]
+    linger_s: f64,
+    /// Seconds of the run between replayed points (OpenMetrics, remote_write).
+    #[arg(long, default_value_t = 1.0)]
+    every_s: f64,
+    /// Samples per remote_write request.
+    #[arg(long, default_value_t = 5000)]
+    batch_samples: usize,
+    /// Pace remote_write to at most this many samples a second.
+    #[arg(long)]
+    max_samples_per_s: Option<f64>,
+    /// Keep retrying one remote_write request this long before giving up.
+    #[arg(long, default_value_t = 600.0)]
+    retry_for_s: f64,
+    /// File holding a bearer token for the remote_write endpoint.
+    #[arg(long)]
+    bearer_token_file: Option<PathBuf>,
+    /// Grid intensity instead of the run's country/region: ISO country, cloud region, or g/kWh.
+    #[arg(long)]
+    country: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    gco2_per_kwh: Option<f64>,
+    #[arg(long)]
+    carbon_budget_kg: Option<f64>,
+    #[arg(long)]
+    price_per_kwh: Option<f64>,
+    #[arg(long)]
+    gpu_hour_usd: Option<f64>,
+    #[arg(long)]
+    pue: Option<f64>,
+}
+
+fn non_negative(name: &str, v: Option<f64>) -> Result<()> {
+    match v {
+        Some(x) if !(x >= 0.0 && x.is_finite()) => {
+            bail!("{name} must be a non-negative number, got {x}")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn prices(a: &ReplayArgs) -> Result<Prices> {
+    for (n, v) in [
+        ("--gco2-per-kwh", a.gco2_per_kwh),
+        ("--carbon-budget-kg", a.carbon_budget_kg),
+        ("--price-per-kwh", a.price_per_kwh),
+        ("--gpu-hour-usd", a.gpu_hour_usd),
+    ] {
+        non_negative(n, v)?;
+    }
+    if let Some(p) = a.pue.filter(|p| !(*p >= 1.0 && p.is_finite())) {
+        bail!("--pue must be at least 1, got {p}");
+    }
+    let country = match &a.country {
+        Some(c) => Some(
+            eco2ai_trace::grid::country_g_per_kwh(c)
+                .with_context(|| format!("unknown --country '{c}'"))?,
+        ),
+        None => None,
+    };
+    let region = match &a.region {
+        Some(r) => Some(
+            eco2ai_trace::grid::region_g_per_kwh(r)
+                .with_context(|| format!("unknown --region '{r}' (expected provider:region)"))?,
+        ),
+        None => None,
+    };
+    Ok(Prices {
+        intensity_g_per_kwh: a.gco2_per_kwh.or(region).or(country),
+        carbon_budget_kg: a.carbon_budget_kg,
+        price_per_kwh: a.price_per_kwh,
+        gpu_hour_usd: a.gpu_hour_usd,
+        pue: a.pue,
+    })
+}
+
+pub fn run(a: ReplayArgs) -> Result<()> {
+    if !(a.every_s > 0.0 && a.every_s.is_finite()) {
+        bail!(
+            "--every-s must be a positive number of seconds, got {}",
+            a.every_s
+        );
+    }
+    let prices = prices(&a)?;
+    let mut replay = Replay::open(&a.run, &prices)
+        .with_context(|| format!("reading run {}", a.run.display()))?;
+    let every_ns = (a.every_s * 1e9) as i64;
+    if let Some(path) = &a.openmetrics {
+        let n = openmetrics::write_file(&mut replay, every_ns, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("eco2ai-analyze: {n} samples written");
+        println!("{}", path.display());
+    } else if let Some(url) = &a.remote_write {
+        remote(&mut replay, every_ns, url, &a)?;
+    } else if let Some(addr) = &a.serve {
+        let speed = serve::parse_speed(&a.speed).map_err(anyhow::Error::msg)?;
+        let served =
+            serve::serve(replay, addr, speed).with_context(|| format!("serving on {addr}"))?;
+        eprintln!(
+            "eco2ai-analyze: replaying {} at {speed}x on http://{}/metrics for {:.0} s",
+            a.run.display(),
+            served.server.addr,
+            served.duration.as_secs_f64()
+        );
+        std::thread::sleep(served.duration);
+        eprintln!(
+            "eco2ai-analyze: end of the run; serving its final values for {:.0} s",
+            a.linger_s
+        );
+        std::thread::sleep(Duration::from_secs_f64(a.linger_s.max(0.0)));
+    }
+    Ok(())
+}
+
+fn remote(replay: &mut Replay, every_ns: i64, url: &str, a: &ReplayArgs) -> Result<()> {
+    let token = match &a.bearer_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading --bearer-token-file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    if !(a.retry_for_s >= 0.0 && a.retry_for_s.is_finite()) {
+        bail!(
+            "--retry-for-s must be a non-negative number, got {}",
+            a.retry_for_s
+        );
+    }
+    let o = remote_write::Options {
+        batch_samples: a.batch_samples.max(1),
+        max_samples_per_s: a.max_samples_per_s,
+        retry_for: Duration::from_secs_f64(a.retry_for_s),
+        bearer_token: token,
+        ..Default::default()
+    };
+    let mut last_report = std::time::Instant::now();
+    let accepted = std::cell::Cell::new(0u64);
+    let mut progress = |n: u64| {
+        accepted.set(n);
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            eprintln!("eco2ai-analyze: {n} samples sent");
+            last_report = std::time::Instant::now();
+        }
+    };
+    let s = remote_write::replay(replay, every_ns, url, &o, &mut progress).with_context(|| {
+        format!(
+            "remote_write to {url} (the first {} samples were accepted)",
+            accepted.get()
+        )
+    })?;
+    eprintln!(
+        "eco2ai-analyze: {} samples in {} requests ({} retries, {} bytes) in {:.2} s",
+        s.samples, s.requests, s.retries, s.bytes, s.secs
+    );
+    Ok(())
+}
