@@ -5,12 +5,20 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eco2ai_analyze::replay::{Prices, Replay, openmetrics, remote_write, serve};
+use eco2ai_analyze::replay::{Prices, Replay, fleet, openmetrics, remote_write, serve};
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("output").required(true).args(["openmetrics", "remote_write", "serve"])))]
 pub struct ReplayArgs {
-    run: PathBuf,
+    /// Run directories (several: one per node or job, replayed together).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Label cardinality bound: runs of projects beyond this many are left out.
+    #[arg(long, default_value_t = 100)]
+    max_projects: usize,
+    /// With --serve: a run's series disappear this long (run time) after its end.
+    #[arg(long, default_value_t = 300.0)]
+    stale_after_s: f64,
     /// Write OpenMetrics with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
     #[arg(long)]
     openmetrics: Option<PathBuf>,
@@ -110,29 +118,47 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         );
     }
     let prices = prices(&a)?;
-    let mut replay = Replay::open(&a.run, &prices)
-        .with_context(|| format!("reading run {}", a.run.display()))?;
+    if !(a.stale_after_s >= 0.0 && a.stale_after_s.is_finite()) {
+        bail!(
+            "--stale-after-s must be a non-negative number, got {}",
+            a.stale_after_s
+        );
+    }
+    if a.max_projects == 0 {
+        bail!("--max-projects must be at least 1");
+    }
+    let (mut runs, skipped) = fleet::open(&a.runs, &prices, a.max_projects)?;
+    for s in &skipped {
+        eprintln!(
+            "eco2ai-analyze: skipping run {}: {}",
+            s.dir.display(),
+            s.reason
+        );
+    }
     let every_ns = (a.every_s * 1e9) as i64;
     if let Some(path) = &a.openmetrics {
-        let n = openmetrics::write_file(&mut replay, every_ns, path)
+        let n = openmetrics::write_file(&mut runs, every_ns, path)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("eco2ai-analyze: {n} samples written");
         println!("{}", path.display());
     } else if let Some(url) = &a.remote_write {
-        remote(&mut replay, every_ns, url, &a)?;
+        for r in runs.iter_mut() {
+            remote(r, every_ns, url, &a)?;
+        }
     } else if let Some(addr) = &a.serve {
         let speed = serve::parse_speed(&a.speed).map_err(anyhow::Error::msg)?;
-        let served =
-            serve::serve(replay, addr, speed).with_context(|| format!("serving on {addr}"))?;
+        let stale_ns = (a.stale_after_s * 1e9) as i64;
+        let served = serve::serve(runs, addr, speed, stale_ns)
+            .with_context(|| format!("serving on {addr}"))?;
         eprintln!(
-            "eco2ai-analyze: replaying {} at {speed}x on http://{}/metrics for {:.0} s",
-            a.run.display(),
+            "eco2ai-analyze: replaying {} run(s) at {speed}x on http://{}/metrics for {:.0} s",
+            a.runs.len() - skipped.len(),
             served.server.addr,
             served.duration.as_secs_f64()
         );
         std::thread::sleep(served.duration);
         eprintln!(
-            "eco2ai-analyze: end of the run; serving its final values for {:.0} s",
+            "eco2ai-analyze: end of the runs; serving their final values for {:.0} s",
             a.linger_s
         );
         std::thread::sleep(Duration::from_secs_f64(a.linger_s.max(0.0)));

@@ -147,3 +147,101 @@ fn serve_plays_the_run_back_in_time_lapse() {
         assert!(!text.contains("error while linting"), "{text}");
     }
 }
+
+fn analyze(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eco2ai-analyze"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Several runs at once: two nodes of one project keep their series apart (instance),
+/// a project over --max-projects is left out with a message, and two runs of one project
+/// on one host at the same time are refused.
+#[test]
+fn several_runs_replay_together_within_the_project_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    common::write_run_as(std::path::Path::new(&p("a")), 600, 600, "p1", "node-a");
+    common::write_run_as(std::path::Path::new(&p("b")), 600, 600, "p1", "node-b");
+    common::write_run_as(std::path::Path::new(&p("c")), 300, 60, "p2", "node-a");
+    let om = p("all.om");
+    let o = analyze(&[
+        "replay",
+        &p("a"),
+        &p("b"),
+        &p("c"),
+        "--openmetrics",
+        &om,
+        "--every-s",
+        "60",
+        "--max-projects",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("skipping run") && err.contains("'p2'"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&om).unwrap();
+    let energy: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("hf_training_energy_kwh_total{"))
+        .collect();
+    assert!(energy.iter().any(|l| l.contains("instance=\"node-a\"")));
+    assert!(energy.iter().any(|l| l.contains("instance=\"node-b\"")));
+    assert!(!text.contains("project_name=\"p2\""));
+    // One HELP/TYPE per family even with several runs.
+    assert_eq!(
+        text.matches("# TYPE hf_training_energy_kwh counter")
+            .count(),
+        1
+    );
+    if std::path::Path::new("/usr/bin/promtool").exists() {
+        let o = Command::new("/usr/bin/promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics", &om, &p("tsdb")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    common::write_run_as(std::path::Path::new(&p("d")), 600, 700, "p1", "node-a");
+    let o = analyze(&["replay", &p("a"), &p("d"), "--openmetrics", &p("x.om")]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("overlap"), "{err}");
+    assert!(!std::path::Path::new(&p("x.om")).exists());
+}
+
+/// --serve with two runs in sequence: the first is served, then goes stale and leaves
+/// the exposition, then the second appears.
+#[test]
+fn serve_drops_a_finished_runs_series_after_stale_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    common::write_run_as(&a, 300, 900, "pa", "node-a");
+    common::write_run_as(&b, 600, 60, "pb", "node-b");
+    let port = free_port();
+    let _server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_eco2ai-analyze"))
+            .args(["replay", a.to_str().unwrap(), b.to_str().unwrap()])
+            .args(["--serve", &format!("127.0.0.1:{port}"), "--speed", "100x"])
+            .args(["--stale-after-s", "30", "--linger-s", "30"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port, "/metrics", "project_name=\"pa\"");
+    let first = get(port, "/metrics").unwrap();
+    assert!(!first.contains("project_name=\"pb\""), "{first}");
+    wait_for(port, "/metrics", "project_name=\"pb\"");
+    let later = get(port, "/metrics").unwrap();
+    assert!(!later.contains("project_name=\"pa\""), "{later}");
+    assert_eq!(
+        later
+            .matches("# TYPE hf_training_step_count counter")
+            .count(),
+        1
+    );
+}

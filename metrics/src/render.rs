@@ -211,7 +211,7 @@ fn gpus<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
     ];
     for (name, help, get) in families {
         o.family(name, Kind::Gauge, help);
-        for (id, g) in &s.gpus {
+        for (id, g) in s.live_gpus() {
             let model = s
                 .info
                 .gpu_models
@@ -233,7 +233,7 @@ fn gpus<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
         Kind::Gauge,
         "GPUs recorded",
         &[("instance", &s.info.instance)],
-        Some(s.gpus.len() as f64),
+        Some(s.live_gpus().count() as f64),
     );
 }
 

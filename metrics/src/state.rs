@@ -20,6 +20,8 @@ pub struct RunInfo {
     pub gpu_models: BTreeMap<u32, String>,
     pub start_unix_s: f64,
     pub mono_to_unix_ns: i64,
+    /// A GPU without a sample for this long (a lost GPU) stops being exported.
+    pub stale_after_ns: Option<i64>,
 }
 
 impl RunInfo {
@@ -52,6 +54,7 @@ pub struct GpuLive {
     pub mem_total: Option<u64>,
     pub util: Option<u32>,
     pub energy_j: f64,
+    pub last_ts_ns: i64,
 }
 
 /// (ts_ns, energy J so far, samples so far), one a second.
@@ -101,6 +104,7 @@ impl MetricsState {
                     if let Some(e) = r.energy_mj {
                         g.energy_j = e as f64 / 1e3;
                     }
+                    g.last_ts_ns = g.last_ts_ns.max(r.ts_ns);
                     self.last_ts_ns = self.last_ts_ns.max(r.ts_ns);
                 }
             }
@@ -132,6 +136,17 @@ impl MetricsState {
             Rows::Procs(_) => {}
         }
         self.remember();
+    }
+
+    /// GPUs with a sample within `stale_after_ns` of the newest sample.
+    pub fn live_gpus(&self) -> impl Iterator<Item = (&u32, &GpuLive)> {
+        let cutoff = self
+            .info
+            .stale_after_ns
+            .map_or(i64::MIN, |s| self.last_ts_ns.saturating_sub(s));
+        self.gpus
+            .iter()
+            .filter(move |(_, g)| g.last_ts_ns >= cutoff)
     }
 
     pub fn gpu_energy_j(&self) -> f64 {
@@ -192,5 +207,31 @@ impl MetricsState {
         let (_, e, s) = self.window()?;
         (e > 0.0 && self.best_samples_per_kwh > 0.0)
             .then(|| (s as f64 / (e / 3.6e6) / self.best_samples_per_kwh).clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eco2ai_trace::{GpuRow, Rows};
+
+    use super::*;
+
+    #[test]
+    fn a_gpu_without_samples_goes_stale() {
+        let mut s = MetricsState::new(RunInfo {
+            stale_after_ns: Some(10_000_000_000),
+            ..RunInfo::default()
+        });
+        let row = |ts_ns, gpu| GpuRow {
+            ts_ns,
+            gpu,
+            power_mw: Some(1000),
+            ..GpuRow::default()
+        };
+        s.observe(&Rows::Gpu(vec![row(0, 0), row(0, 1)]));
+        assert_eq!(s.live_gpus().count(), 2);
+        s.observe(&Rows::Gpu(vec![row(20_000_000_000, 0)]));
+        let live: Vec<u32> = s.live_gpus().map(|(id, _)| *id).collect();
+        assert_eq!(live, vec![0]);
     }
 }

@@ -134,6 +134,9 @@ pub struct RecordArgs {
     /// Prometheus or remote_write endpoint); repeatable, measured every 10 s.
     #[arg(long = "latency-target")]
     pub latency_targets: Vec<String>,
+    /// Stop exporting a GPU's series after this long without a sample (a lost GPU).
+    #[arg(long, value_parser = duration_arg, default_value = "60s")]
+    pub stale_after: Duration,
     /// Carbon budget of the run, for the budget metrics and alerts.
     #[arg(long)]
     pub carbon_budget_kg: Option<f64>,
@@ -207,6 +210,7 @@ pub struct RecordConfig {
 pub struct MetricsConfig {
     pub addr: String,
     pub latency_targets: Vec<String>,
+    pub stale_after_ns: i64,
     pub intensity_g_per_kwh: Option<f64>,
     pub carbon_budget_kg: Option<f64>,
     pub price_per_kwh: Option<f64>,
@@ -283,6 +287,7 @@ impl RecordArgs {
         Ok((!self.no_metrics).then(|| MetricsConfig {
             addr: self.metrics_addr.clone(),
             latency_targets: self.latency_targets.clone(),
+            stale_after_ns: self.stale_after.as_nanos().min(i64::MAX as u128) as i64,
             intensity_g_per_kwh: region.or(country),
             carbon_budget_kg: self.carbon_budget_kg,
             price_per_kwh: self.price_per_kwh,

@@ -228,6 +228,7 @@ fn start_metrics(cfg: &RecordConfig, meta: &Meta, host: &Host, errors: ErrorCoun
         price_per_kwh: m.price_per_kwh,
         gpu_hour_usd: m.gpu_hour_usd,
         pue: m.pue,
+        stale_after_ns: Some(m.stale_after_ns),
         ..RunInfo::from_meta(meta, &host.hostname)
     };
     let state = Arc::new(Mutex::new(MetricsState::new(info)));

@@ -3,6 +3,7 @@
 //! each replay instant: replayed metrics have the live names, types, labels and values.
 //! Outputs: an OpenMetrics file for backfill, remote_write, and a /metrics server.
 
+pub mod fleet;
 pub mod http;
 pub mod openmetrics;
 pub mod proto;
@@ -12,7 +13,7 @@ pub mod serve;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use eco2ai_metrics::{MetricsState, RunInfo, Sink, render};
+use eco2ai_metrics::{Kind, MetricsState, RunInfo, Sink, render};
 use eco2ai_trace::from_batch::{cpu_rows, eval_rows, gpu_rows, step_rows};
 use eco2ai_trace::{CpuRow, EvalRow, GpuRow, Rows, Run, StepRow, Table, TraceError};
 
@@ -54,6 +55,31 @@ pub struct Replay {
     end_ns: i64,
     mono_to_unix_ns: i64,
     errors: BTreeMap<String, u64>,
+    host: String,
+    dir: std::path::PathBuf,
+}
+
+/// Adds `instance="<host>"` to samples without one, as a live scrape adds its target:
+/// it keeps the series of two nodes' runs apart (GPU 0 of each, say).
+struct WithInstance<'a, S: Sink + ?Sized> {
+    inner: &'a mut S,
+    host: &'a str,
+}
+
+impl<S: Sink + ?Sized> Sink for WithInstance<'_, S> {
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        self.inner.family(name, kind, help);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if labels.len() >= 7 || labels.iter().any(|(k, _)| *k == "instance") {
+            return self.inner.sample(name, labels, value);
+        }
+        let mut all = [("", ""); 8];
+        all[..labels.len()].copy_from_slice(labels);
+        all[labels.len()] = ("instance", self.host);
+        self.inner.sample(name, &all[..=labels.len()], value);
+    }
 }
 
 fn read_events(run: &Run) -> Result<Vec<Event>, TraceError> {
@@ -102,6 +128,8 @@ impl Replay {
         info.pue = prices.pue.unwrap_or(1.0);
         let errors = m.sensor_errors.clone();
         Ok(Replay {
+            host: m.host.clone(),
+            dir: dir.to_path_buf(),
             state: MetricsState::new(info),
             events,
             next: 0,
@@ -114,6 +142,31 @@ impl Replay {
 
     pub fn start_ns(&self) -> i64 {
         self.start_ns
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn project(&self) -> &str {
+        &self.state.info.project
+    }
+
+    /// Monotonic ns of the run's clock at Unix ns `unix_ns`.
+    pub fn mono_at_unix(&self, unix_ns: i64) -> i64 {
+        unix_ns - self.mono_to_unix_ns
+    }
+
+    pub fn start_unix_ns(&self) -> i64 {
+        self.start_ns + self.mono_to_unix_ns
+    }
+
+    pub fn end_unix_ns(&self) -> i64 {
+        self.end_ns + self.mono_to_unix_ns
     }
 
     pub fn end_ns(&self) -> i64 {
@@ -165,7 +218,11 @@ impl Replay {
     /// Renders the state as of the last `advance_to`, with costs as of `t_ns`.
     pub fn render_at<S: Sink + ?Sized>(&self, t_ns: i64, sink: &mut S) {
         let now_unix_s = (t_ns + self.mono_to_unix_ns) as f64 / 1e9;
-        render(&self.state, &self.errors, now_unix_s, sink);
+        let mut with = WithInstance {
+            inner: sink,
+            host: &self.host,
+        };
+        render(&self.state, &self.errors, now_unix_s, &mut with);
     }
 
     pub fn state(&self) -> &MetricsState {
@@ -186,6 +243,8 @@ mod tests {
             end_ns: end,
             mono_to_unix_ns: 0,
             errors: BTreeMap::new(),
+            host: "h".into(),
+            dir: "r".into(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! OpenMetrics text with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
-//! OpenMetrics wants each family's samples together, so samples are gathered per family
-//! over all instants and written family by family.
+//! OpenMetrics text with timestamps, for `promtool tsdb create-blocks-from openmetrics`,
+//! and the same grouping for the text format of a /metrics serving several runs. Both
+//! want each family's samples together, so samples are gathered per family over all
+//! instants (and runs) and written family by family.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -16,9 +17,20 @@ struct Family {
     body: String,
 }
 
-/// Collects timestamped samples; `ts_ms` is the instant being rendered.
+/// Which exposition to write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 with a timestamp on every sample, ending in `# EOF`.
+    #[default]
+    OpenMetrics,
+    /// The Prometheus text format (0.0.4) as the live /metrics serves it, no timestamps.
+    Text,
+}
+
+/// Collects samples grouped by family; `ts_ms` is the instant being rendered.
 #[derive(Default)]
 pub struct OpenMetricsSink {
+    pub format: Format,
     pub ts_ms: i64,
     families: Vec<Family>,
     index: HashMap<String, usize>,
@@ -50,8 +62,9 @@ impl Sink for OpenMetricsSink {
         }
         // OpenMetrics counters are named without `_total`, their samples with it; the
         // counters whose names lack it (step_count, epoch_count) go as gauges.
-        let (type_name, kind) = match (kind, name.strip_suffix("_total")) {
-            (Kind::Counter, Some(base)) => (base, "counter"),
+        let (type_name, kind) = match (self.format, kind, name.strip_suffix("_total")) {
+            (Format::Text, k, _) => (name, k.as_str()),
+            (_, Kind::Counter, Some(base)) => (base, "counter"),
             _ => (name, "gauge"),
         };
         let head = format!(
@@ -82,20 +95,40 @@ impl Sink for OpenMetricsSink {
             push_escaped(b, v);
             b.push('"');
         }
-        let (s, ms) = (self.ts_ms.div_euclid(1000), self.ts_ms.rem_euclid(1000));
-        let _ = writeln!(b, "}} {value} {s}.{ms:03}");
+        if self.format == Format::Text {
+            let _ = writeln!(b, "}} {value}");
+        } else {
+            let (s, ms) = (self.ts_ms.div_euclid(1000), self.ts_ms.rem_euclid(1000));
+            let _ = writeln!(b, "}} {value} {s}.{ms:03}");
+        }
         self.samples += 1;
     }
 }
 
 impl OpenMetricsSink {
-    /// The whole exposition, `# EOF` included.
+    pub fn new(format: Format) -> OpenMetricsSink {
+        OpenMetricsSink {
+            format,
+            ..OpenMetricsSink::default()
+        }
+    }
+
+    /// The whole exposition (OpenMetrics: `# EOF` included).
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         for f in &self.families {
             out.write_all(f.head.as_bytes())?;
             out.write_all(f.body.as_bytes())?;
         }
-        out.write_all(b"# EOF\n")
+        if self.format == Format::OpenMetrics {
+            out.write_all(b"# EOF\n")?;
+        }
+        Ok(())
+    }
+
+    pub fn into_text(self) -> String {
+        let mut out = Vec::new();
+        let _ = self.write_to(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -110,10 +143,14 @@ pub fn render_run(replay: &mut Replay, every_ns: i64, sink: &mut OpenMetricsSink
     sink.samples
 }
 
-/// Writes the run as OpenMetrics to `path` (via a temporary file, renamed when complete).
-pub fn write_file(replay: &mut Replay, every_ns: i64, path: &Path) -> std::io::Result<u64> {
+/// Writes the runs as OpenMetrics to `path` (via a temporary file, renamed when
+/// complete); returns the number of samples.
+pub fn write_file(replays: &mut [Replay], every_ns: i64, path: &Path) -> std::io::Result<u64> {
     let mut sink = OpenMetricsSink::default();
-    let n = render_run(replay, every_ns, &mut sink);
+    let mut n = 0;
+    for r in replays.iter_mut() {
+        n = render_run(r, every_ns, &mut sink);
+    }
     let tmp = path.with_extension("om.tmp");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     sink.write_to(&mut f)?;

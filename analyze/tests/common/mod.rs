@@ -61,6 +61,11 @@ pub struct Made {
 /// `len_s` seconds ending `ago_s` seconds ago: 2 GPUs at 300 W, a 100 W package, a step
 /// a second with 8 samples.
 pub fn write_run(dir: &Path, len_s: i64, ago_s: i64) -> Made {
+    write_run_as(dir, len_s, ago_s, "bf", "node-a")
+}
+
+/// `write_run` with the project and host labels given.
+pub fn write_run_as(dir: &Path, len_s: i64, ago_s: i64, project: &str, host: &str) -> Made {
     let now_unix_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -69,7 +74,8 @@ pub fn write_run(dir: &Path, len_s: i64, ago_s: i64) -> Made {
     let mut meta = Meta::new("replayed");
     meta.start_ns = start_ns;
     meta.mono_to_unix_ns = now_unix_ns - ago_s * 1_000_000_000 - (start_ns + len_s * 1_000_000_000);
-    meta.labels.project_name = Some("bf".into());
+    meta.labels.project_name = Some(project.into());
+    meta.host = host.into();
     meta.labels.model_name = Some("m".into());
     let mut w = TraceWriter::create(dir, meta.clone()).unwrap();
     let (mut gpu, mut cpu, mut steps) = (Vec::new(), Vec::new(), Vec::new());
