@@ -1,4 +1,5 @@
 mod replay_cmd;
+mod report_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,27 @@ enum Cmd {
     /// Replay a run into Prometheus: OpenMetrics for backfill, remote_write, or a
     /// /metrics server playing it back.
     Replay(replay_cmd::ReplayArgs),
+    /// A run's energy per device and per step, samples/kWh, CO2, cost, budget and
+    /// efficiency, as a table, JSON, or a directory of files (--out).
+    Report(report_cmd::ReportArgs),
+    /// Which of two runs is more efficient, and by how much.
+    Compare(report_cmd::CompareArgs),
+    /// Write a synthetic run with a known power function (to try the analyzer, and for
+    /// tests and benchmarks); prints the run directory.
+    Synth {
+        /// Run directory to create.
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 120.0)]
+        duration_s: f64,
+        #[arg(long, default_value_t = 2)]
+        gpus: u32,
+        #[arg(long, default_value_t = 100.0)]
+        step_ms: f64,
+        #[arg(long, default_value_t = 10.0)]
+        gap_ms: f64,
+    },
     /// Whole-run energy per device, duration, and whether the run was cut off.
     Summary {
         run: PathBuf,
@@ -77,6 +99,36 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Replay(a) => replay_cmd::run(a)?,
+        Cmd::Report(a) => report_cmd::run_report(a)?,
+        Cmd::Compare(a) => report_cmd::run_compare(a)?,
+        Cmd::Synth {
+            out,
+            seed,
+            duration_s,
+            gpus,
+            step_ms,
+            gap_ms,
+        } => {
+            if !(duration_s > 1.0 && duration_s.is_finite() && step_ms > 0.0 && gap_ms >= 0.0) {
+                anyhow::bail!(
+                    "--duration-s must be over 1 s, --step-ms positive, --gap-ms non-negative"
+                );
+            }
+            if !(1..=64).contains(&gpus) {
+                anyhow::bail!("--gpus must be 1 to 64, got {gpus}");
+            }
+            let spec = eco2ai_analyze::synth::Spec {
+                seed,
+                duration_s,
+                gpus,
+                step_ms,
+                gap_ms,
+                ..Default::default()
+            };
+            eco2ai_analyze::synth::generate(&out, &spec)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
+        }
         Cmd::Summary { run, json } => {
             let s = eco2ai_analyze::summary::summarise(&run)
                 .with_context(|| format!("reading run {}", run.display()))?;

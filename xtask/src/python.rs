@@ -38,7 +38,7 @@ pub fn ensure_venv() -> Result<PathBuf> {
     }
     if !has_modules(
         &py,
-        "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest",
+        "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest, duckdb",
     ) {
         eprintln!(
             "xtask: installing the Python package and its test dependencies into .venv (torch: a few GB, once)"
@@ -63,6 +63,7 @@ pub fn pytest() -> Result<(u64, u64)> {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(root().join("python"))
         .env("ECO2AI_PROBE", root().join("target/debug/eco2ai-probe"))
+        .env("ECO2AI_ANALYZE", root().join("target/debug/eco2ai-analyze"))
         .stdout(Stdio::piped())
         .spawn()
         .context("running pytest")?;

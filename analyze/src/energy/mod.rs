@@ -1,0 +1,429 @@
+//! Energy per device as a curve over time, and its attribution to steps.
+
+pub mod curve;
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use eco2ai_trace::{Run, Table, TraceError, cpu_total_j};
+
+pub use curve::{Curve, Method};
+use num_traits_lite::AsF64;
+
+/// Counter anchors at least this far apart: a GPU counter read lags its last refresh by
+/// up to 100 ms, which over 30 s windows moves a window's scale by at most ~0.3%.
+pub const ANCHOR_MIN_NS: i64 = 30_000_000_000;
+
+/// One device's energy over the run.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// `gpu0`, or a CPU domain (`package-0`, `dram-0`, `psys`).
+    pub name: String,
+    pub gpu: Option<u32>,
+    pub method: Method,
+    /// `measured`, or `estimated` (TDP x utilisation).
+    pub source: &'static str,
+    pub curve: Curve,
+    /// Counter drops repaired (a reset counts on from where it was).
+    pub counter_resets: usize,
+    /// Readings dropped: NaN, infinite, or a duplicate instant.
+    pub dropped: usize,
+}
+
+/// Data-quality notes gathered while loading.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Quality {
+    pub counter_resets: usize,
+    pub dropped_readings: usize,
+    pub timestamps_out_of_order: usize,
+}
+
+fn out_of_order(ts: &[i64]) -> usize {
+    ts.windows(2).filter(|w| w[1] < w[0]).count()
+}
+
+/// Power readings as the sensor meant them. A driver refreshes its reading every period
+/// T (100 ms on Hopper) with the average power over the period just ended; polls repeat
+/// it. A change seen between two polls happened between them (taken at their midpoint).
+/// Each value becomes a point at the middle of its period, and a value that stayed the
+/// same over several periods also holds at the middle of the last of them; the curve
+/// interpolates linearly between points, which keeps each period's energy to second
+/// order. Returns the points, the period, and the refresh instants.
+fn reconstruct(polls: &[(i64, f64)]) -> (Vec<(i64, f64)>, i64, Vec<i64>) {
+    let mut changes: Vec<(i64, f64)> = Vec::new();
+    for (i, &(t, v)) in polls.iter().enumerate() {
+        match i {
+            0 => changes.push((t, v)),
+            _ if polls[i - 1].1 != v => changes.push(((polls[i - 1].0 + t) / 2, v)),
+            _ => {}
+        }
+    }
+    let mut gaps: Vec<i64> = changes.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    gaps.sort_unstable();
+    // A low percentile: a signal that holds still (an idle GPU, a steady phase) changes
+    // seldom, but each change of level shows two refreshes apart (the mixed period, then
+    // the new level), so short gaps are the period.
+    let period = gaps
+        .get(gaps.len() / 5)
+        .copied()
+        .unwrap_or(100_000_000)
+        .clamp(10_000_000, 2_000_000_000);
+    regularise(&mut changes, period);
+    let mut points: Vec<(i64, f64)> = Vec::with_capacity(changes.len() * 2 + 2);
+    for (j, &(c, v)) in changes.iter().enumerate() {
+        if j > 0 && c - changes[j - 1].0 > period * 3 / 2 {
+            points.push((c - period * 3 / 2, changes[j - 1].1));
+        }
+        let mid = if j == 0 { c } else { c - period / 2 };
+        if points.last().is_none_or(|p| p.0 < mid) {
+            points.push((mid, v));
+        }
+    }
+    if let (Some(&(t, _)), Some(&(_, v))) = (polls.last(), changes.last())
+        && points.last().is_some_and(|p| p.0 < t)
+    {
+        points.push((t, v));
+    }
+    (points, period, changes.iter().map(|c| c.0).collect())
+}
+
+/// Each change instant is known to within half a poll (+-10 ms at 20 ms polls); the
+/// refreshes behind them keep a steady rhythm, so a straight line fitted to the
+/// neighbouring instants against their refresh numbers places each one to a few ms.
+fn regularise(changes: &mut [(i64, f64)], period: i64) {
+    const HALF: usize = 8;
+    if changes.len() < 2 * HALF + 1 {
+        return;
+    }
+    let mut n = vec![0i64; changes.len()];
+    for j in 1..changes.len() {
+        let steps = ((changes[j].0 - changes[j - 1].0) as f64 / period as f64)
+            .round()
+            .max(1.0);
+        n[j] = n[j - 1] + steps as i64;
+    }
+    let t: Vec<i64> = changes.iter().map(|c| c.0).collect();
+    for j in 1..changes.len() - 1 {
+        let (lo, hi) = (j.saturating_sub(HALF), (j + HALF + 1).min(changes.len()));
+        // A gap of many periods (the signal held still) breaks the rhythm's evidence.
+        if n[hi - 1] - n[lo] > 4 * (hi - lo) as i64 {
+            continue;
+        }
+        let k = (hi - lo) as f64;
+        let (mx, my) = (
+            n[lo..hi].iter().map(|&x| (x - n[j]) as f64).sum::<f64>() / k,
+            t[lo..hi].iter().map(|&y| (y - t[j]) as f64).sum::<f64>() / k,
+        );
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for i in lo..hi {
+            let (x, y) = ((n[i] - n[j]) as f64 - mx, (t[i] - t[j]) as f64 - my);
+            sxy += x * y;
+            sxx += x * x;
+        }
+        if sxx > 0.0 {
+            let fitted = my + sxy / sxx * (0.0 - mx);
+            changes[j].0 = t[j] + fitted.round() as i64;
+        }
+    }
+}
+
+/// Counter readings moved to the refresh they report: a reading at r holds the energy
+/// up to the last refresh before r, known from the power's refreshes to within a poll.
+/// A reading within a quarter period of a refresh could report either side of it, so it
+/// is left out (the counter is read every second: there are plenty of others).
+fn at_refresh(counter: &[(i64, f64)], refreshes: &[i64], period: i64) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(counter.len());
+    for &(r, c) in counter {
+        let i = refreshes.partition_point(|x| *x <= r);
+        let prev = i.checked_sub(1).map(|k| refreshes[k]);
+        let next = refreshes.get(i).copied();
+        let t = match (prev, next) {
+            (Some(u), _) if r - u < period / 4 => continue,
+            (_, Some(n)) if n - r < period / 4 => continue,
+            (Some(u), _) if r - u < 2 * period => u,
+            _ => r,
+        };
+        if out.last().is_none_or(|o| o.0 < t) {
+            out.push((t, c));
+        }
+    }
+    if out.len() < 2 {
+        return counter.to_vec();
+    }
+    out
+}
+
+fn col_i64(b: &RecordBatch, n: &str) -> Vec<Option<i64>> {
+    b.column_by_name(n)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect())
+}
+
+/// An integer column as f64 times `scale` (mW to W, uJ to J).
+fn col_f64<T: arrow_array::types::ArrowPrimitiveType>(
+    b: &RecordBatch,
+    n: &str,
+    scale: f64,
+) -> Vec<Option<f64>>
+where
+    T::Native: num_traits_lite::AsF64,
+{
+    b.column_by_name(n)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .map_or_else(
+            || vec![None; b.num_rows()],
+            |a| a.iter().map(|v| v.map(|v| v.as_f64() * scale)).collect(),
+        )
+}
+
+mod num_traits_lite {
+    pub trait AsF64 {
+        fn as_f64(self) -> f64;
+    }
+    impl AsF64 for u32 {
+        fn as_f64(self) -> f64 {
+            f64::from(self)
+        }
+    }
+    impl AsF64 for u64 {
+        fn as_f64(self) -> f64 {
+            self as f64
+        }
+    }
+}
+
+#[derive(Default)]
+struct GpuRaw {
+    avg_w: Vec<(i64, f64)>,
+    instant_w: Vec<(i64, f64)>,
+    counter_j: Vec<(i64, f64)>,
+}
+
+fn gpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
+    let mut raw: BTreeMap<u32, GpuRaw> = BTreeMap::new();
+    for b in run.read_table(Table::Gpu)?.batches {
+        let ts = col_i64(&b, "ts_ns");
+        let gpu: Vec<Option<u32>> = b
+            .column_by_name("gpu")
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect());
+        let avg = col_f64::<UInt32Type>(&b, "power_mw", 1e-3);
+        let inst = col_f64::<UInt32Type>(&b, "power_instant_mw", 1e-3);
+        let ctr = col_f64::<UInt64Type>(&b, "energy_mj", 1e-3);
+        for i in 0..b.num_rows() {
+            let (Some(t), Some(g)) = (ts[i], gpu[i]) else {
+                continue;
+            };
+            let r = raw.entry(g).or_default();
+            avg[i].map(|v| r.avg_w.push((t, v)));
+            inst[i].map(|v| r.instant_w.push((t, v)));
+            ctr[i].map(|v| r.counter_j.push((t, v)));
+        }
+    }
+    let mut out = Vec::new();
+    for (g, mut r) in raw {
+        // Each sampler writes its rows in order; the power and energy loops interleave.
+        for series in [&r.avg_w, &r.instant_w, &r.counter_j] {
+            q.timestamps_out_of_order +=
+                out_of_order(&series.iter().map(|p| p.0).collect::<Vec<_>>());
+        }
+        // Instant power follows the load within a refresh; the average lags by ~1 s.
+        let use_instant = r.instant_w.len() * 2 >= r.avg_w.len() && r.instant_w.len() >= 2;
+        let mut power = if use_instant {
+            std::mem::take(&mut r.instant_w)
+        } else {
+            std::mem::take(&mut r.avg_w)
+        };
+        let mut dropped = curve::clean(&mut power);
+        dropped += curve::clean(&mut r.counter_j);
+        let (points, period, refreshes) = reconstruct(&power);
+        let counter = at_refresh(&r.counter_j, &refreshes, period);
+        let (c, method, resets) = curve::build(&points, &counter, ANCHOR_MIN_NS);
+        q.counter_resets += resets;
+        q.dropped_readings += dropped;
+        if c.is_empty() {
+            continue;
+        }
+        out.push(Device {
+            name: format!("gpu{g}"),
+            gpu: Some(g),
+            method,
+            source: "measured",
+            curve: c,
+            counter_resets: resets,
+            dropped,
+        });
+    }
+    Ok(out)
+}
+
+fn cpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
+    let mut raw: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    for b in run.read_table(Table::Cpu)?.batches {
+        let ts = col_i64(&b, "ts_ns");
+        let e = col_f64::<UInt64Type>(&b, "energy_uj", 1e-6);
+        let (Some(dom), Some(src)) = (
+            b.column_by_name("domain")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            b.column_by_name("source")
+                .and_then(|c| c.as_string_opt::<i32>()),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if let (Some(t), Some(j)) = (ts[i], e[i]) {
+                let key = (dom.value(i).to_string(), src.value(i).to_string());
+                raw.entry(key).or_default().push((t, j));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((name, src), mut pts) in raw {
+        q.timestamps_out_of_order += out_of_order(&pts.iter().map(|p| p.0).collect::<Vec<_>>());
+        let dropped = curve::clean(&mut pts);
+        let (c, method, resets) = curve::build(&[], &pts, ANCHOR_MIN_NS);
+        q.counter_resets += resets;
+        q.dropped_readings += dropped;
+        if c.is_empty() {
+            continue;
+        }
+        out.push(Device {
+            name,
+            gpu: None,
+            method,
+            source: if src == "estimate" {
+                "estimated"
+            } else {
+                "measured"
+            },
+            curve: c,
+            counter_resets: resets,
+            dropped,
+        });
+    }
+    Ok(out)
+}
+
+/// Every device with an energy curve: GPUs, then CPU domains.
+pub fn devices(run: &Run) -> Result<(Vec<Device>, Quality), TraceError> {
+    let mut q = Quality::default();
+    let mut d = gpu_devices(run, &mut q)?;
+    d.extend(cpu_devices(run, &mut q)?);
+    Ok((d, q))
+}
+
+/// A training step as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    pub step: u64,
+    pub begin_ns: i64,
+    pub end_ns: i64,
+    pub pid: u32,
+    pub samples: Option<u64>,
+    pub tokens: Option<u64>,
+    pub loss: Option<f64>,
+}
+
+/// The steps of the run's main process (the one with most steps: under DDP each rank
+/// marks the same steps, and node-level energy is attributed once), in order.
+pub fn steps(run: &Run) -> Result<Vec<Step>, TraceError> {
+    let mut all = Vec::new();
+    for b in run.read_table(Table::Steps)?.batches {
+        for r in eco2ai_trace::from_batch::step_rows(&b) {
+            if r.end_ns >= r.begin_ns {
+                all.push(Step {
+                    step: r.step,
+                    begin_ns: r.begin_ns,
+                    end_ns: r.end_ns,
+                    pid: r.pid,
+                    samples: r.samples,
+                    tokens: r.tokens,
+                    loss: r.loss.filter(|l| l.is_finite()),
+                });
+            }
+        }
+    }
+    let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+    for s in &all {
+        *count.entry(s.pid).or_default() += 1;
+    }
+    let main = count
+        .iter()
+        .max_by_key(|(pid, n)| (**n, std::cmp::Reverse(**pid)))
+        .map(|(p, _)| *p);
+    all.retain(|s| Some(s.pid) == main);
+    all.sort_by_key(|s| s.begin_ns);
+    Ok(all)
+}
+
+/// Each step's energy: per device (J), GPU total, CPU total (package + DRAM, or psys).
+#[derive(Debug, Clone)]
+pub struct StepEnergy {
+    pub device_j: Vec<f64>,
+    pub gpu_j: f64,
+    pub cpu_j: f64,
+}
+
+pub fn attribute(devices: &[Device], steps: &[Step]) -> Vec<StepEnergy> {
+    steps
+        .iter()
+        .map(|s| {
+            let device_j: Vec<f64> = devices
+                .iter()
+                .map(|d| d.curve.between(s.begin_ns, s.end_ns))
+                .collect();
+            let gpu_j = devices
+                .iter()
+                .zip(&device_j)
+                .filter(|(d, _)| d.gpu.is_some())
+                .map(|(_, j)| j)
+                .sum();
+            let cpu_j = cpu_total_j(
+                devices
+                    .iter()
+                    .zip(&device_j)
+                    .filter(|(d, _)| d.gpu.is_none())
+                    .map(|(d, j)| (d.name.as_str(), *j)),
+            );
+            StepEnergy {
+                device_j,
+                gpu_j,
+                cpu_j,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn held_readings_become_period_midpoints() {
+        // A reading refreshed every 100 ms (at 10, 110, 210 ... ms), polled every 20 ms:
+        // 1, 2, ... 10 W, then held at 10 W until the refresh at 2010 ms brings 20 W.
+        const MS: i64 = 1_000_000;
+        let reading = |t: i64| match (t - 10 * MS).div_euclid(100 * MS) {
+            k if k < 0 => 0.0,
+            k if k < 10 => (k + 1) as f64,
+            k if k < 20 => 10.0,
+            _ => 20.0,
+        };
+        let polls: Vec<(i64, f64)> = (0..=110)
+            .map(|k| (k * 20 * MS, reading(k * 20 * MS)))
+            .collect();
+        let (points, period, refreshes) = super::reconstruct(&polls);
+        assert_eq!(period, 100 * MS);
+        // Seen between the polls at 0 and 20 ms, then fitted to the 100 ms rhythm.
+        assert!((refreshes[1] - 10 * MS).abs() <= 10 * MS, "{refreshes:?}");
+        // 2 W is the average over 10..110 ms: its point is at the middle, 60 ms.
+        let two = points.iter().find(|p| p.1 == 2.0).unwrap();
+        assert!((two.0 - 60 * MS).abs() <= 10 * MS, "{points:?}");
+        // 10 W held: it also stands at the middle of its last period (1810-1910 ms),
+        // the one before the period that 20 W describes.
+        let held: Vec<i64> = points.iter().filter(|p| p.1 == 10.0).map(|p| p.0).collect();
+        assert_eq!(held.len(), 2, "{points:?}");
+        assert!((held[1] - 1860 * MS).abs() <= 10 * MS, "{held:?}");
+        assert_eq!(points.last(), Some(&(2200 * MS, 20.0)));
+    }
+}

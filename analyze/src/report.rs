@@ -1,0 +1,405 @@
+//! A run's report: energy (per device, per step, between steps), samples/kWh, CO2 with a
+//! fixed or time-varying grid intensity, cost, carbon budget, efficiency score. The JSON
+//! keys are the users' contract (README, "Report JSON").
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use eco2ai_trace::{Run, Table, TraceError, cpu_total_j};
+use serde::Serialize;
+
+use crate::energy::{self, Device, Quality, Step, StepEnergy};
+use crate::series::Series;
+
+const J_PER_KWH: f64 = 3.6e6;
+/// Windows for the efficiency score's "best stretch of the run".
+const WINDOW_NS: i64 = 300_000_000_000;
+
+/// A per-kWh rate: grid gCO2/kWh or price USD/kWh, fixed or in time.
+#[derive(Debug, Clone)]
+pub enum Rate {
+    Fixed(f64),
+    Series(Series),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub intensity: Option<Rate>,
+    pub pue: f64,
+    pub price: Option<Rate>,
+    pub gpu_hour_usd: Option<f64>,
+    pub carbon_budget_kg: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            intensity: None,
+            pue: 1.0,
+            price: None,
+            gpu_hour_usd: None,
+            carbon_budget_kg: None,
+        }
+    }
+}
+
+/// What a run's trace says, loaded once.
+pub struct Analysis {
+    pub run_id: String,
+    pub dir: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub mono_to_unix_ns: i64,
+    pub truncated: bool,
+    pub gpus: usize,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub devices: Vec<Device>,
+    pub steps: Vec<Step>,
+    pub step_energy: Vec<StepEnergy>,
+    pub quality: Quality,
+    pub gpu_util_mean_pct: Option<f64>,
+}
+
+fn mean_gpu_util(run: &Run) -> Result<Option<f64>, TraceError> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for b in run.read_table(Table::Gpu)?.batches {
+        for r in eco2ai_trace::from_batch::gpu_rows(&b) {
+            if let Some(u) = r.util_gpu_pct {
+                sum += f64::from(u);
+                n += 1;
+            }
+        }
+    }
+    Ok((n > 0).then(|| sum / n as f64))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("no energy readings in this run (no GPU or CPU energy rows): nothing to report")]
+    NoEnergy,
+}
+
+pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
+    let run = Run::open(dir)?;
+    let m = run.meta().clone();
+    let (devices, quality) = energy::devices(&run)?;
+    if devices.is_empty() {
+        return Err(AnalysisError::NoEnergy);
+    }
+    let steps = energy::steps(&run)?;
+    let step_energy = energy::attribute(&devices, &steps);
+    let last = devices
+        .iter()
+        .filter_map(|d| d.curve.last_ns())
+        .max()
+        .unwrap_or(m.start_ns);
+    Ok(Analysis {
+        run_id: m.run_id.clone(),
+        dir: dir.display().to_string(),
+        start_ns: m.start_ns,
+        end_ns: m.end_ns.unwrap_or(last).max(m.start_ns),
+        mono_to_unix_ns: m.mono_to_unix_ns,
+        truncated: !run.is_complete(),
+        gpus: m
+            .gpus
+            .len()
+            .max(devices.iter().filter(|d| d.gpu.is_some()).count()),
+        country: m.labels.country.clone(),
+        region: m.labels.region.clone(),
+        gpu_util_mean_pct: mean_gpu_util(&run)?,
+        devices,
+        steps,
+        step_energy,
+        quality,
+    })
+}
+
+impl Analysis {
+    /// IT energy (GPUs + CPU) in [a, b], J.
+    pub fn it_j(&self, a: i64, b: i64) -> f64 {
+        let gpu: f64 = self
+            .devices
+            .iter()
+            .filter(|d| d.gpu.is_some())
+            .map(|d| d.curve.between(a, b))
+            .sum();
+        let cpu = cpu_total_j(
+            self.devices
+                .iter()
+                .filter(|d| d.gpu.is_none())
+                .map(|d| (d.name.as_str(), d.curve.between(a, b))),
+        );
+        gpu + cpu
+    }
+
+    /// Facility kWh in [a, b] times the rate in force, split where the rate changes.
+    fn rated(&self, rate: &Rate, pue: f64, a: i64, b: i64) -> f64 {
+        let kwh = |x: i64, y: i64| self.it_j(x, y) * pue / J_PER_KWH;
+        match rate {
+            Rate::Fixed(v) => kwh(a, b) * v,
+            Rate::Series(s) => {
+                let off = self.mono_to_unix_ns;
+                let mut edges: Vec<i64> = vec![a];
+                edges.extend(s.breaks(a + off, b + off).map(|t| t - off));
+                edges.push(b);
+                edges
+                    .windows(2)
+                    .map(|w| kwh(w[0], w[1]) * s.at(w[0] + off))
+                    .sum()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cost {
+    pub energy_usd: Option<f64>,
+    pub compute_usd: Option<f64>,
+    pub total_usd: Option<f64>,
+    pub usd_per_hour: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStats {
+    pub count: usize,
+    pub p50_s: Option<f64>,
+    pub p95_s: Option<f64>,
+    pub energy_j_mean: Option<f64>,
+    pub energy_j_p50: Option<f64>,
+    pub energy_j_p95: Option<f64>,
+    /// IT energy inside steps, and outside them (idle, data loading, evaluation).
+    pub in_steps_kwh: f64,
+    pub between_steps_kwh: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Budget {
+    pub budget_kg: f64,
+    pub remaining_kg: f64,
+    /// The step during which the run's CO2 passed the budget.
+    pub exceeded_at_step: Option<u64>,
+    /// At the run's CO2 per step, the step at which it would be passed.
+    pub projected_step: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceEnergy {
+    pub device: String,
+    pub method: &'static str,
+    pub source: &'static str,
+    pub energy_kwh: f64,
+    pub counter_resets: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Efficiency {
+    /// In [0, 1]: weighted mean of the parts below that exist (README, "Efficiency score").
+    pub score: Option<f64>,
+    /// Run samples/kWh over the best 5-minute window's.
+    pub throughput: Option<f64>,
+    /// Mean GPU utilisation / 100.
+    pub utilisation: Option<f64>,
+    /// Share of the energy spent inside steps.
+    pub busy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub run_dir: String,
+    pub duration_s: f64,
+    /// Facility energy: (gpu + cpu) x PUE.
+    pub energy_kwh: f64,
+    pub gpu_energy_kwh: f64,
+    pub cpu_energy_kwh: f64,
+    pub pue: f64,
+    pub co2_kg: Option<f64>,
+    pub grid_intensity_g_per_kwh: Option<f64>,
+    pub samples: Option<u64>,
+    pub tokens: Option<u64>,
+    pub samples_per_kwh: Option<f64>,
+    pub tokens_per_kwh: Option<f64>,
+    pub j_per_sample: Option<f64>,
+    pub cost: Cost,
+    pub steps: StepStats,
+    pub budget: Option<Budget>,
+    pub efficiency: Efficiency,
+    pub devices: Vec<DeviceEnergy>,
+    pub sources: BTreeMap<&'static str, Vec<String>>,
+    pub truncated: bool,
+    pub quality: Quality,
+}
+
+/// Linear-interpolated quantile of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (i, f) = (pos.floor() as usize, pos.fract());
+    Some(sorted[i] + (sorted.get(i + 1).unwrap_or(&sorted[i]) - sorted[i]) * f)
+}
+
+fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn step_stats(a: &Analysis) -> StepStats {
+    let dur = sorted(a.steps.iter().map(|s| (s.end_ns - s.begin_ns) as f64 / 1e9));
+    let ej = sorted(a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j));
+    let in_steps: f64 = ej.iter().sum();
+    let total = a.it_j(a.start_ns, a.end_ns);
+    StepStats {
+        count: a.steps.len(),
+        p50_s: quantile(&dur, 0.5),
+        p95_s: quantile(&dur, 0.95),
+        energy_j_mean: (!ej.is_empty()).then(|| in_steps / ej.len() as f64),
+        energy_j_p50: quantile(&ej, 0.5),
+        energy_j_p95: quantile(&ej, 0.95),
+        in_steps_kwh: in_steps / J_PER_KWH,
+        between_steps_kwh: (total - in_steps).max(0.0) / J_PER_KWH,
+    }
+}
+
+fn budget(a: &Analysis, o: &Options, co2_kg: Option<f64>) -> Option<Budget> {
+    let (b, co2, rate) = (o.carbon_budget_kg?, co2_kg?, o.intensity.as_ref()?);
+    let mut cum = 0.0;
+    let mut prev = a.start_ns;
+    let mut exceeded = None;
+    for s in &a.steps {
+        cum += a.rated(rate, o.pue, prev, s.end_ns) / 1000.0;
+        prev = s.end_ns;
+        if cum > b && exceeded.is_none() {
+            exceeded = Some(s.step);
+        }
+    }
+    let per_step = (!a.steps.is_empty() && co2 > 0.0).then(|| co2 / a.steps.len() as f64);
+    let first = a.steps.first().map_or(0, |s| s.step);
+    Some(Budget {
+        budget_kg: b,
+        remaining_kg: b - co2,
+        exceeded_at_step: exceeded,
+        projected_step: per_step.map(|p| first + (b / p).ceil() as u64),
+    })
+}
+
+fn efficiency(a: &Analysis, total_kwh: f64, samples: Option<u64>) -> Efficiency {
+    let throughput = samples.filter(|_| total_kwh > 0.0).and_then(|n| {
+        let mut windows: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+        for (s, e) in a.steps.iter().zip(&a.step_energy) {
+            let w = windows
+                .entry((s.end_ns - a.start_ns) / WINDOW_NS)
+                .or_default();
+            w.0 += s.samples.unwrap_or(0) as f64;
+            w.1 += e.gpu_j + e.cpu_j;
+        }
+        let best = windows
+            .values()
+            .filter(|w| w.1 > 0.0)
+            .map(|w| w.0 / w.1)
+            .fold(0.0, f64::max);
+        let run = n as f64 / (a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j).sum::<f64>());
+        (best > 0.0 && run.is_finite()).then(|| (run / best).clamp(0.0, 1.0))
+    });
+    let utilisation = a.gpu_util_mean_pct.map(|u| (u / 100.0).clamp(0.0, 1.0));
+    let total = a.it_j(a.start_ns, a.end_ns);
+    let in_steps: f64 = a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j).sum();
+    let busy = (total > 0.0 && !a.steps.is_empty()).then(|| (in_steps / total).clamp(0.0, 1.0));
+    let parts = [(0.5, throughput), (0.3, utilisation), (0.2, busy)];
+    let weight: f64 = parts.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
+    let score = (weight > 0.0).then(|| {
+        parts
+            .iter()
+            .filter_map(|(w, v)| v.map(|v| w * v))
+            .sum::<f64>()
+            / weight
+    });
+    Efficiency {
+        score,
+        throughput,
+        utilisation,
+        busy,
+    }
+}
+
+pub fn report(a: &Analysis, o: &Options) -> Report {
+    let (s, e) = (a.start_ns, a.end_ns);
+    let hours = (e - s) as f64 / 3.6e12;
+    let gpu_j: f64 = a
+        .devices
+        .iter()
+        .filter(|d| d.gpu.is_some())
+        .map(|d| d.curve.between(s, e))
+        .sum();
+    let it_j = a.it_j(s, e);
+    let kwh = it_j * o.pue / J_PER_KWH;
+    let co2_kg = o
+        .intensity
+        .as_ref()
+        .map(|r| a.rated(r, o.pue, s, e) / 1000.0);
+    let energy_usd = o.price.as_ref().map(|r| a.rated(r, o.pue, s, e));
+    let compute_usd = o.gpu_hour_usd.map(|c| c * a.gpus as f64 * hours);
+    let total_usd = match (energy_usd, compute_usd) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    let sum = |f: fn(&Step) -> Option<u64>| {
+        let v: Vec<u64> = a.steps.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<u64>())
+    };
+    let (samples, tokens) = (sum(|s| s.samples), sum(|s| s.tokens));
+    let per_kwh = |n: Option<u64>| n.filter(|_| kwh > 0.0).map(|n| n as f64 / kwh);
+    let mut sources: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for d in &a.devices {
+        sources
+            .entry(d.source)
+            .or_default()
+            .push(format!("{} ({})", d.name, d.method.as_str()));
+    }
+    Report {
+        run_id: a.run_id.clone(),
+        run_dir: a.dir.clone(),
+        duration_s: (e - s) as f64 / 1e9,
+        energy_kwh: kwh,
+        gpu_energy_kwh: gpu_j / J_PER_KWH,
+        cpu_energy_kwh: (it_j - gpu_j) / J_PER_KWH,
+        pue: o.pue,
+        co2_kg,
+        grid_intensity_g_per_kwh: co2_kg.filter(|_| kwh > 0.0).map(|c| c * 1000.0 / kwh),
+        samples,
+        tokens,
+        samples_per_kwh: per_kwh(samples),
+        tokens_per_kwh: per_kwh(tokens),
+        j_per_sample: samples
+            .filter(|n| *n > 0)
+            .map(|n| kwh * J_PER_KWH / n as f64),
+        cost: Cost {
+            energy_usd,
+            compute_usd,
+            total_usd,
+            usd_per_hour: total_usd.filter(|_| hours > 0.0).map(|t| t / hours),
+        },
+        steps: step_stats(a),
+        budget: budget(a, o, co2_kg),
+        efficiency: efficiency(a, kwh, samples),
+        devices: a
+            .devices
+            .iter()
+            .map(|d| DeviceEnergy {
+                device: d.name.clone(),
+                method: d.method.as_str(),
+                source: d.source,
+                energy_kwh: d.curve.between(s, e) / J_PER_KWH,
+                counter_resets: d.counter_resets,
+            })
+            .collect(),
+        sources,
+        truncated: a.truncated,
+        quality: a.quality.clone(),
+    }
+}

@@ -1,0 +1,242 @@
+//! `eco2ai-analyze report` and `compare`: flags, then the report as a table, JSON, or a
+//! directory (report.json, steps.csv, heatmap.csv).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use eco2ai_analyze::heatmap;
+use eco2ai_analyze::report::{self, Analysis, Options, Rate, Report};
+use eco2ai_analyze::report_text;
+use eco2ai_analyze::series::Series;
+
+/// Grid, prices and budget, shared by `report` and `compare`.
+#[derive(Args, Clone)]
+pub struct Pricing {
+    /// ISO 3166 alpha-2 country for the grid intensity (default: the run's label).
+    #[arg(long)]
+    country: Option<String>,
+    /// Cloud region, provider:region (default: the run's label).
+    #[arg(long)]
+    region: Option<String>,
+    /// A fixed grid intensity, gCO2/kWh.
+    #[arg(long)]
+    gco2_per_kwh: Option<f64>,
+    /// CSV of timestamp,gCO2/kWh applied at each moment of the run.
+    #[arg(long)]
+    intensity_series: Option<PathBuf>,
+    #[arg(long, default_value_t = 1.0)]
+    pue: f64,
+    #[arg(long)]
+    price_per_kwh: Option<f64>,
+    /// CSV of timestamp,USD/kWh (time-of-use tariff).
+    #[arg(long)]
+    price_series: Option<PathBuf>,
+    #[arg(long)]
+    gpu_hour_usd: Option<f64>,
+    #[arg(long)]
+    carbon_budget_kg: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    #[command(flatten)]
+    pricing: Pricing,
+    /// table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Also write report.json, steps.csv and heatmap.csv here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    a: PathBuf,
+    b: PathBuf,
+    #[command(flatten)]
+    pricing: Pricing,
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+fn non_negative(flag: &str, v: Option<f64>) -> Result<()> {
+    match v {
+        Some(x) if !(x >= 0.0 && x.is_finite()) => {
+            bail!("{flag} must be a non-negative number, got {x}")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Options for one run: flags first, then the run's own country/region labels.
+fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
+    let lookup_country = |c: &str| {
+        eco2ai_trace::grid::country_g_per_kwh(c).with_context(|| {
+            format!("unknown country '{c}': not in datasets/grid_intensity_by_country.csv")
+        })
+    };
+    let lookup_region = |r: &str| {
+        eco2ai_trace::grid::region_g_per_kwh(r)
+            .with_context(|| format!("unknown region '{r}': expected provider:region from datasets/cloud_region_intensity.csv"))
+    };
+    let intensity = if let Some(f) = &p.intensity_series {
+        Some(Rate::Series(Series::read(f)?))
+    } else if let Some(g) = p.gco2_per_kwh {
+        Some(Rate::Fixed(g))
+    } else if let Some(r) = p.region.as_deref().or(if p.country.is_none() {
+        a.region.as_deref()
+    } else {
+        None
+    }) {
+        Some(Rate::Fixed(lookup_region(r)?))
+    } else if let Some(c) = p.country.as_deref().or(a.country.as_deref()) {
+        Some(Rate::Fixed(lookup_country(c)?))
+    } else {
+        None
+    };
+    let price = match (&p.price_series, p.price_per_kwh) {
+        (Some(f), _) => Some(Rate::Series(Series::read(f)?)),
+        (None, Some(v)) => Some(Rate::Fixed(v)),
+        _ => None,
+    };
+    Ok(Options {
+        intensity,
+        pue: p.pue,
+        price,
+        gpu_hour_usd: p.gpu_hour_usd,
+        carbon_budget_kg: p.carbon_budget_kg,
+    })
+}
+
+fn check(p: &Pricing, format: &str) -> Result<()> {
+    for (f, v) in [
+        ("--gco2-per-kwh", p.gco2_per_kwh),
+        ("--price-per-kwh", p.price_per_kwh),
+        ("--gpu-hour-usd", p.gpu_hour_usd),
+        ("--carbon-budget-kg", p.carbon_budget_kg),
+    ] {
+        non_negative(f, v)?;
+    }
+    if !(p.pue >= 1.0 && p.pue.is_finite()) {
+        bail!("--pue must be at least 1, got {}", p.pue);
+    }
+    if format != "table" && format != "json" {
+        bail!("--format must be table or json, got '{format}'");
+    }
+    Ok(())
+}
+
+fn load(dir: &Path) -> Result<Analysis> {
+    report::analyse(dir).with_context(|| format!("reading run {}", dir.display()))
+}
+
+fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
+    let dir = out.join(&a.run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
+    let mut csv = String::from("step,begin_unix_s,end_unix_s,duration_s,samples,loss,gpu_j,cpu_j");
+    for d in &a.devices {
+        let _ = write!(csv, ",{}_j", d.name);
+    }
+    csv.push('\n');
+    for (s, e) in a.steps.iter().zip(&a.step_energy) {
+        let unix = |t: i64| (t + a.mono_to_unix_ns) as f64 / 1e9;
+        let _ = write!(
+            csv,
+            "{},{:.6},{:.6},{:.6},{},{},{:.6},{:.6}",
+            s.step,
+            unix(s.begin_ns),
+            unix(s.end_ns),
+            (s.end_ns - s.begin_ns) as f64 / 1e9,
+            s.samples.map_or(String::new(), |n| n.to_string()),
+            s.loss.map_or(String::new(), |l| l.to_string()),
+            e.gpu_j,
+            e.cpu_j
+        );
+        for j in &e.device_j {
+            let _ = write!(csv, ",{j:.6}");
+        }
+        csv.push('\n');
+    }
+    std::fs::write(dir.join("steps.csv"), csv)?;
+    let mut hm = String::from("day,hour,steps,energy_kwh,samples_per_kwh\n");
+    for c in heatmap::cells(&[a])? {
+        let spk = c
+            .samples_per_kwh
+            .map_or(String::new(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            hm,
+            "{},{},{},{:.9},{spk}",
+            c.day, c.hour, c.steps, c.energy_kwh
+        );
+    }
+    std::fs::write(dir.join("heatmap.csv"), hm)?;
+    Ok(())
+}
+
+pub fn run_report(a: ReportArgs) -> Result<()> {
+    check(&a.pricing, &a.format)?;
+    let mut reports = Vec::new();
+    for dir in &a.runs {
+        let an = load(dir)?;
+        let r = report::report(&an, &options(&a.pricing, &an)?);
+        if let Some(out) = &a.out {
+            write_dir(out, &an, &r)?;
+        }
+        reports.push(r);
+    }
+    match (a.format.as_str(), reports.as_slice()) {
+        ("json", [one]) => println!("{}", serde_json::to_string_pretty(one)?),
+        ("json", many) => println!("{}", serde_json::to_string_pretty(&fleet(many))?),
+        (_, many) => {
+            for r in many {
+                print!("{}", report_text::table(r));
+            }
+            if many.len() > 1 {
+                let f = fleet(many);
+                println!(
+                    "all {} runs: {:.6} kWh, {} kg CO2",
+                    many.len(),
+                    f["energy_kwh"],
+                    f["co2_kg"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Several runs: each report, and their sums.
+fn fleet(reports: &[Report]) -> serde_json::Value {
+    let sum = |f: fn(&Report) -> Option<f64>| {
+        let v: Vec<f64> = reports.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>())
+    };
+    serde_json::json!({
+        "runs": reports,
+        "energy_kwh": sum(|r| Some(r.energy_kwh)),
+        "gpu_energy_kwh": sum(|r| Some(r.gpu_energy_kwh)),
+        "cpu_energy_kwh": sum(|r| Some(r.cpu_energy_kwh)),
+        "co2_kg": sum(|r| r.co2_kg),
+        "cost": { "total_usd": sum(|r| r.cost.total_usd), "energy_usd": sum(|r| r.cost.energy_usd), "compute_usd": sum(|r| r.cost.compute_usd) },
+        "truncated": reports.iter().any(|r| r.truncated),
+    })
+}
+
+pub fn run_compare(a: CompareArgs) -> Result<()> {
+    check(&a.pricing, &a.format)?;
+    let (x, y) = (load(&a.a)?, load(&a.b)?);
+    let rx = report::report(&x, &options(&a.pricing, &x)?);
+    let ry = report::report(&y, &options(&a.pricing, &y)?);
+    let c = report_text::compare(&rx, &ry);
+    if a.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", report_text::comparison_table(&c));
+    }
+    Ok(())
+}

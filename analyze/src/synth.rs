@@ -1,0 +1,300 @@
+//! A seeded synthetic trace with a known power function, for testing attribution and
+//! for benchmarks. GPU power is known in closed form, so every step's true energy is
+//! exact; the sensors are modelled on NVML on a Hopper GPU (measured on an H200): power
+//! and the energy counter refresh every ~100 ms, the power reading being the average over
+//! the period just ended; power is polled every 20 ms and the counter every second, in
+//! whole milliwatts and millijoules.
+
+use std::f64::consts::TAU;
+use std::path::Path;
+
+use eco2ai_trace::{CpuRow, GpuRow, Meta, Rows, StepRow, TraceError, TraceWriter};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub seed: u64,
+    pub duration_s: f64,
+    pub gpus: u32,
+    /// Mean step length and mean gap between steps (each varies by +-30%).
+    pub step_ms: f64,
+    pub gap_ms: f64,
+    pub sensor_update_ms: f64,
+    pub power_poll_ms: f64,
+    pub counter_poll_ms: f64,
+    /// Counter resets (the column drops to 0 and counts on) at these seconds.
+    pub resets_at_s: Vec<f64>,
+    pub samples_per_step: u64,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            seed: 1,
+            duration_s: 120.0,
+            gpus: 2,
+            step_ms: 100.0,
+            gap_ms: 10.0,
+            sensor_update_ms: 100.0,
+            power_poll_ms: 20.0,
+            counter_poll_ms: 1000.0,
+            resets_at_s: Vec::new(),
+            samples_per_step: 32,
+        }
+    }
+}
+
+/// The truth the trace was made from: each step's energy per GPU, J.
+#[derive(Debug, Clone)]
+pub struct Truth {
+    pub steps: Vec<(i64, i64)>,
+    pub step_j: Vec<Vec<f64>>,
+    pub total_j: Vec<f64>,
+}
+
+/// xorshift64*: small, seeded, good enough for jitter.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn around(&mut self, mean: f64, spread: f64) -> f64 {
+        mean * (1.0 + spread * (2.0 * self.next() - 1.0))
+    }
+}
+
+/// A known power function and its exact integral, per GPU, in W and J from t = 0 s.
+pub trait Profile {
+    fn power_w(&self, g: u32, t: f64) -> f64;
+    fn energy_j(&self, g: u32, t: f64) -> f64;
+}
+
+/// Smooth sinusoids, 220-380 W.
+pub struct Smooth;
+
+impl Profile for Smooth {
+    fn power_w(&self, g: u32, t: f64) -> f64 {
+        power_w(g, t)
+    }
+    fn energy_j(&self, g: u32, t: f64) -> f64 {
+        energy_j(g, t)
+    }
+}
+
+/// Constant power per window (e.g. a Zeus profile: energy and length of each window),
+/// `idle_w` between windows.
+pub struct Windows {
+    /// (start s, end s, W per GPU).
+    pub windows: Vec<(f64, f64, Vec<f64>)>,
+    pub idle_w: f64,
+}
+
+impl Windows {
+    fn level(&self, g: u32, t: f64) -> f64 {
+        self.windows
+            .iter()
+            .find(|w| w.0 <= t && t < w.1)
+            .map_or(self.idle_w, |w| w.2[g as usize])
+    }
+}
+
+impl Profile for Windows {
+    fn power_w(&self, g: u32, t: f64) -> f64 {
+        self.level(g, t)
+    }
+    fn energy_j(&self, g: u32, t: f64) -> f64 {
+        let (mut e, mut at) = (0.0, 0.0);
+        for w in &self.windows {
+            if w.0 >= t {
+                break;
+            }
+            e += self.idle_w * (w.0 - at) + w.2[g as usize] * (w.1.min(t) - w.0);
+            at = w.1.min(t);
+        }
+        e + self.idle_w * (t - at).max(0.0)
+    }
+}
+
+/// GPU g's power at t seconds: smooth, 220-380 W, changing by up to 86 W/s.
+pub fn power_w(g: u32, t: f64) -> f64 {
+    let ph = g as f64 * 0.7;
+    300.0 + 60.0 * (TAU * t / 7.3 + ph).sin() + 20.0 * (TAU * t / 3.7 + 2.0 * ph).sin()
+}
+
+/// Exact integral of `power_w` from 0 to t, J.
+pub fn energy_j(g: u32, t: f64) -> f64 {
+    let ph = g as f64 * 0.7;
+    let a = 60.0 * 7.3 / TAU * ((ph).cos() - (TAU * t / 7.3 + ph).cos());
+    let b = 20.0 * 3.7 / TAU * ((2.0 * ph).cos() - (TAU * t / 3.7 + 2.0 * ph).cos());
+    300.0 * t + a + b
+}
+
+const S: f64 = 1e9;
+
+/// Writes a run of the smooth profile with generated steps into `dir`; returns the truth.
+pub fn generate(dir: &Path, spec: &Spec) -> Result<Truth, TraceError> {
+    let mut rng = Rng(spec.seed.max(1) ^ 0x5eed);
+    let spans = spans(spec, &mut rng);
+    generate_with(dir, spec, &Smooth, &spans)
+}
+
+/// Writes a run of `profile` with the given steps (ns) into `dir`; returns the truth.
+pub fn generate_with(
+    dir: &Path,
+    spec: &Spec,
+    profile: &dyn Profile,
+    spans: &[(i64, i64)],
+) -> Result<Truth, TraceError> {
+    let mut rng = Rng(spec.seed.max(1));
+    let mut meta = Meta::new("synthetic");
+    meta.start_ns = 0;
+    meta.mono_to_unix_ns = 1_767_225_600 * 1_000_000_000; // 2026-01-01T00:00:00Z
+    meta.labels.project_name = Some("synthetic".into());
+    meta.host = "synth".into();
+    let mut w = TraceWriter::create(dir, meta)?;
+    let end_ns = (spec.duration_s * S) as i64;
+    // Sensor refresh instants, with a little jitter.
+    let mut updates = Vec::new();
+    let mut u = 0.0;
+    while u * S < end_ns as f64 {
+        updates.push((u * S) as i64);
+        u += rng.around(spec.sensor_update_ms, 0.02) / 1e3;
+    }
+    let last_update = |t: i64| updates[updates.partition_point(|x| *x <= t).max(1) - 1];
+    // The reading after a refresh: the average power over the period it closed.
+    let reading_w = |profile: &dyn Profile, g: u32, t: i64| {
+        let i = updates.partition_point(|x| *x <= t).max(1) - 1;
+        match i.checked_sub(1) {
+            Some(p) => {
+                let (a, b) = (updates[p] as f64 / S, updates[i] as f64 / S);
+                (profile.energy_j(g, b) - profile.energy_j(g, a)) / (b - a)
+            }
+            None => profile.power_w(g, 0.0),
+        }
+    };
+    let reset_ns: Vec<i64> = spec.resets_at_s.iter().map(|s| (s * S) as i64).collect();
+    for g in 0..spec.gpus {
+        let mut rows = Vec::new();
+        let (mut tp, mut tc) = (0i64, 0i64);
+        let mut last_mw = None;
+        while tp <= end_ns || tc <= end_ns {
+            if tp <= tc {
+                let v = (reading_w(profile, g, tp) * 1e3).round() as u32;
+                rows.push(GpuRow {
+                    ts_ns: tp,
+                    gpu: g,
+                    power_mw: Some(v),
+                    power_instant_mw: Some(v),
+                    power_changed: Some(last_mw != Some(v)),
+                    ..GpuRow::default()
+                });
+                last_mw = Some(v);
+                tp += (rng.around(spec.power_poll_ms, 0.05) * 1e6) as i64;
+            } else {
+                let u = last_update(tc);
+                let before_reset = reset_ns.iter().filter(|r| **r <= u).max().copied();
+                let base = before_reset.map_or(0.0, |r| profile.energy_j(g, r as f64 / S));
+                rows.push(GpuRow {
+                    ts_ns: tc,
+                    gpu: g,
+                    energy_mj: Some(
+                        ((profile.energy_j(g, u as f64 / S) - base) * 1e3).floor() as u64
+                    ),
+                    energy_changed: Some(true),
+                    ..GpuRow::default()
+                });
+                tc += (rng.around(spec.counter_poll_ms, 0.02) * 1e6) as i64;
+            }
+        }
+        w.append(Rows::Gpu(rows));
+    }
+    w.append(Rows::Cpu(vec![CpuRow {
+        ts_ns: 0,
+        domain: "machine".into(),
+        source: "procfs",
+        energy_uj: None,
+        energy_changed: None,
+        util_pct: Some(50.0),
+    }]));
+    let truth = steps(&mut w, spec, profile, spans, end_ns);
+    w.finish(end_ns)?;
+    Ok(truth)
+}
+
+/// Steps of about `step_ms` with gaps of about `gap_ms`, from 0.5 s to 0.5 s before the end.
+fn spans(spec: &Spec, rng: &mut Rng) -> Vec<(i64, i64)> {
+    let end = spec.duration_s * S;
+    let mut t = 0.5 * S;
+    let mut spans = Vec::new();
+    loop {
+        let b = t;
+        let e = b + rng.around(spec.step_ms, 0.3) * 1e6;
+        if e >= end - 0.5 * S {
+            return spans;
+        }
+        spans.push((b as i64, e as i64));
+        t = e + rng.around(spec.gap_ms, 0.3) * 1e6;
+    }
+}
+
+fn steps(
+    w: &mut TraceWriter,
+    spec: &Spec,
+    profile: &dyn Profile,
+    spans: &[(i64, i64)],
+    end_ns: i64,
+) -> Truth {
+    let rows = spans
+        .iter()
+        .enumerate()
+        .map(|(k, &(b, e))| StepRow {
+            step: k as u64,
+            begin_ns: b,
+            end_ns: e,
+            pid: 1,
+            samples: Some(spec.samples_per_step),
+            tokens: None,
+            loss: Some(1.0 / (k + 1) as f64),
+            lr: None,
+            epoch: None,
+            source: "uprobe",
+            counts: [None; 4],
+        })
+        .collect();
+    w.append(Rows::Steps(rows));
+    let step_j = (0..spec.gpus)
+        .map(|g| {
+            spans
+                .iter()
+                .map(|&(b, e)| {
+                    profile.energy_j(g, e as f64 / S) - profile.energy_j(g, b as f64 / S)
+                })
+                .collect()
+        })
+        .collect();
+    let total_j = (0..spec.gpus)
+        .map(|g| profile.energy_j(g, end_ns as f64 / S))
+        .collect();
+    Truth {
+        steps: spans.to_vec(),
+        step_j,
+        total_j,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_energy_is_the_integral_of_the_power() {
+        for g in 0..3 {
+            let (mut e, dt) = (0.0, 1e-4);
+            for k in 0..100_000 {
+                e += super::power_w(g, (k as f64 + 0.5) * dt) * dt;
+            }
+            assert!((e - super::energy_j(g, 10.0)).abs() < 1e-6 * e, "{e}");
+        }
+    }
+}
