@@ -1,8 +1,10 @@
 //! hf-eco2ai offline analysis of recorded runs.
 
 pub mod energy;
+pub mod figures;
 pub mod footprint;
 pub mod heatmap;
+pub mod html;
 pub mod replay;
 pub mod report;
 pub mod report_text;

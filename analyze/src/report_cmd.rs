@@ -1,15 +1,16 @@
-//! `eco2ai-analyze report` and `compare`: flags, then the report as a table, JSON, or a
-//! directory (report.json, steps.csv, heatmap.csv).
+//! `eco2ai-analyze report` and `compare`: flags, then the report as a table, JSON or
+//! HTML, and a directory (report.json, report.html, figures as SVG, steps.csv,
+//! heatmap.csv).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eco2ai_analyze::heatmap;
 use eco2ai_analyze::report::{self, Analysis, Options, Rate, Report};
 use eco2ai_analyze::report_text;
 use eco2ai_analyze::series::Series;
+use eco2ai_analyze::{heatmap, html};
 
 /// Grid, prices and budget, shared by `report` and `compare`.
 #[derive(Args, Clone)]
@@ -45,10 +46,11 @@ pub struct ReportArgs {
     runs: Vec<PathBuf>,
     #[command(flatten)]
     pricing: Pricing,
-    /// table or json
+    /// table, json, or html (one self-contained page on stdout)
     #[arg(long, default_value = "table")]
     format: String,
-    /// Also write report.json, steps.csv and heatmap.csv here.
+    /// Also write report.json, report.html, the figures (SVG), steps.csv and heatmap.csv
+    /// into DIR/<run id>/.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -124,8 +126,8 @@ fn check(p: &Pricing, format: &str) -> Result<()> {
     if !(p.pue >= 1.0 && p.pue.is_finite()) {
         bail!("--pue must be at least 1, got {}", p.pue);
     }
-    if format != "table" && format != "json" {
-        bail!("--format must be table or json, got '{format}'");
+    if !["table", "json", "html"].contains(&format) {
+        bail!("--format must be table, json or html, got '{format}'");
     }
     Ok(())
 }
@@ -163,8 +165,14 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
         csv.push('\n');
     }
     std::fs::write(dir.join("steps.csv"), csv)?;
+    let cells = heatmap::cells(&[a])?;
+    let figs = html::figures(a, r, &cells);
+    for (name, svg) in &figs {
+        std::fs::write(dir.join(name), svg)?;
+    }
+    std::fs::write(dir.join("report.html"), html::page(r, &figs))?;
     let mut hm = String::from("day,hour,steps,energy_kwh,samples_per_kwh\n");
-    for c in heatmap::cells(&[a])? {
+    for c in &cells {
         let spk = c
             .samples_per_kwh
             .map_or(String::new(), |v| format!("{v:.3}"));
@@ -187,9 +195,14 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         if let Some(out) = &a.out {
             write_dir(out, &an, &r)?;
         }
+        if a.format == "html" {
+            let cells = heatmap::cells(&[&an])?;
+            print!("{}", html::page(&r, &html::figures(&an, &r, &cells)));
+        }
         reports.push(r);
     }
     match (a.format.as_str(), reports.as_slice()) {
+        ("html", _) => {}
         ("json", [one]) => println!("{}", serde_json::to_string_pretty(one)?),
         ("json", many) => println!("{}", serde_json::to_string_pretty(&fleet(many))?),
         (_, many) => {

@@ -274,5 +274,9 @@ fn scraping_100_times_a_second_loses_nothing() {
     }
     ts.sort_unstable();
     let gap = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(gap < 200_000_000, "a {} ms gap between power samples", gap / 1_000_000);
+    assert!(
+        gap < 200_000_000,
+        "a {} ms gap between power samples",
+        gap / 1_000_000
+    );
 }

@@ -125,11 +125,13 @@ fn ensure_bpf_linker() -> Result<()> {
 }
 
 /// Debian packages the tests use: promtool (metrics exposition, config, rules and their
-/// unit tests), amtool (Alertmanager config), and VictoriaMetrics as a remote_write receiver.
+/// unit tests), amtool (Alertmanager config), VictoriaMetrics as a remote_write receiver,
+/// and Chromium to check that report.html renders headless.
 fn ensure_debian_packages() -> Result<()> {
     if output("promtool", &["--version"]).is_ok()
         && output("amtool", &["--version"]).is_ok()
         && std::path::Path::new("/usr/bin/victoria-metrics").exists()
+        && std::path::Path::new("/usr/bin/chromium").exists()
     {
         return Ok(());
     }
@@ -141,7 +143,7 @@ fn ensure_debian_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing Debian's prometheus, prometheus-alertmanager and victoria-metrics"
+        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics and chromium"
     );
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
@@ -152,6 +154,7 @@ fn ensure_debian_packages() -> Result<()> {
             "prometheus",
             "prometheus-alertmanager",
             "victoria-metrics",
+            "chromium",
         ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()

@@ -1,0 +1,342 @@
+//! Figures of a report as SVG, drawn by hand (no font or image libraries: the files and
+//! report.html work offline and in any browser): power over time with the steps marked,
+//! samples/kWh by day x hour, energy per step x GPU, and the energy, CO2 and cost split.
+
+use std::fmt::Write as _;
+
+use crate::heatmap::Cell;
+use crate::report::{Analysis, Report};
+
+const W: f64 = 900.0;
+const H: f64 = 300.0;
+const PAD: f64 = 50.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn open(title: &str, h: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <title>{t}</title><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
+         <text x=\"{PAD}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{t}</text>\n",
+        t = esc(title)
+    )
+}
+
+/// Blue (low) to red (high), for a value in [0, 1].
+fn color(f: f64) -> String {
+    let f = f.clamp(0.0, 1.0);
+    let (r, g, b) = (
+        40.0 + 215.0 * f,
+        90.0 + 80.0 * (1.0 - (2.0 * f - 1.0).abs()),
+        220.0 - 190.0 * f,
+    );
+    format!("rgb({:.0},{:.0},{:.0})", r, g, b)
+}
+
+fn fmt(v: f64) -> String {
+    match v.abs() {
+        x if x >= 1e6 => format!("{:.2}M", v / 1e6),
+        x if x >= 1e3 => format!("{:.1}k", v / 1e3),
+        x if x >= 10.0 => format!("{v:.0}"),
+        x if x >= 0.01 => format!("{v:.2}"),
+        0.0 => "0".into(),
+        _ => format!("{v:.2e}"),
+    }
+}
+
+/// Power of each GPU (and the CPU) over the run, steps shaded.
+pub fn power(a: &Analysis) -> String {
+    let mut o = open("Power over time (W), steps shaded", H);
+    let (t0, t1) = (a.start_ns, a.end_ns.max(a.start_ns + 1));
+    let n = 600;
+    let dt = (t1 - t0) / n;
+    let series: Vec<(String, Vec<f64>)> = a
+        .devices
+        .iter()
+        .map(|d| {
+            let w = (0..n).map(|k| {
+                let (x, y) = (t0 + k * dt, t0 + (k + 1) * dt);
+                d.curve.between(x, y) / ((y - x).max(1) as f64 / 1e9)
+            });
+            (d.name.clone(), w.collect())
+        })
+        .collect();
+    let top = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .fold(1.0, f64::max)
+        * 1.1;
+    let (x0, x1, y0, y1) = (PAD, W - 20.0, H - 30.0, 35.0);
+    let x = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
+    let y = |w: f64| y0 - (y0 - y1) * w / top;
+    if a.steps.len() <= 5000 {
+        for s in &a.steps {
+            let (l, r) = (x(s.begin_ns), x(s.end_ns).max(x(s.begin_ns) + 0.3));
+            let _ = writeln!(
+                o,
+                "<rect x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#dde8f5\"/>",
+                r - l,
+                y0 - y1
+            );
+        }
+    }
+    let palette = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+    ];
+    for (i, (name, w)) in series.iter().enumerate() {
+        let pts: Vec<String> = w
+            .iter()
+            .enumerate()
+            .map(|(k, v)| format!("{:.1},{:.1}", x(t0 + k as i64 * dt), y(*v)))
+            .collect();
+        let c = palette[i % palette.len()];
+        let _ = writeln!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{:.0}\" fill=\"{c}\">{}</text>",
+            x1 - 90.0,
+            40.0 + 14.0 * i as f64,
+            esc(name)
+        );
+    }
+    axes(&mut o, (x0, x1, y0, y1), top, (t1 - t0) as f64 / 1e9, "s");
+    o.push_str("</svg>\n");
+    o
+}
+
+fn axes(o: &mut String, (x0, x1, y0, y1): (f64, f64, f64, f64), top: f64, span: f64, unit: &str) {
+    let _ = writeln!(
+        o,
+        "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/><line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{y1}\" stroke=\"black\"/>"
+    );
+    for k in 0..=4 {
+        let f = k as f64 / 4.0;
+        let yy = y0 - (y0 - y1) * f;
+        let xx = x0 + (x1 - x0) * f;
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{yy:.0}\" text-anchor=\"end\">{}</text>",
+            x0 - 4.0,
+            fmt(top * f)
+        );
+        let _ = writeln!(
+            o,
+            "<text x=\"{xx:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{} {unit}</text>",
+            y0 + 16.0,
+            fmt(span * f)
+        );
+    }
+}
+
+/// Samples per kWh (or kWh where no samples are counted) by day and hour of day, UTC.
+pub fn heatmap(cells: &[Cell]) -> String {
+    let days: Vec<&str> = {
+        let mut d: Vec<&str> = cells.iter().map(|c| c.day.as_str()).collect();
+        d.dedup();
+        d
+    };
+    let rows = days.len().max(1) as f64;
+    let h = 60.0 + 22.0 * rows + 30.0;
+    let has_samples = cells.iter().any(|c| c.samples_per_kwh.is_some());
+    let title = if has_samples {
+        "Efficiency by hour (samples/kWh, UTC)"
+    } else {
+        "Energy by hour (kWh, UTC)"
+    };
+    let mut o = open(title, h);
+    let value = |c: &Cell| {
+        if has_samples {
+            c.samples_per_kwh.unwrap_or(0.0)
+        } else {
+            c.energy_kwh
+        }
+    };
+    let top = cells
+        .iter()
+        .map(value)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (cw, x0) = ((W - 120.0) / 24.0, 100.0);
+    for h in 0..24 {
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"45\" text-anchor=\"middle\">{h}</text>",
+            x0 + cw * (h as f64 + 0.5)
+        );
+    }
+    for (r, d) in days.iter().enumerate() {
+        let yy = 52.0 + 22.0 * r as f64;
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{d}</text>",
+            x0 - 6.0,
+            yy + 15.0
+        );
+        for c in cells.iter().filter(|c| c.day == *d) {
+            let v = value(c);
+            let _ = writeln!(
+                o,
+                "<rect x=\"{:.1}\" y=\"{yy:.1}\" width=\"{:.1}\" height=\"20\" fill=\"{}\"><title>{d} {}:00 {} ({} steps)</title></rect>",
+                x0 + cw * c.hour as f64,
+                cw - 1.0,
+                color(v / top),
+                c.hour,
+                fmt(v),
+                c.steps
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "<text x=\"{x0}\" y=\"{:.0}\">blue: low, red: high (max {})</text>",
+        h - 8.0,
+        fmt(top)
+    );
+    o.push_str("</svg>\n");
+    o
+}
+
+/// Energy of each step on each GPU (steps binned to at most 400 columns).
+pub fn steps_by_gpu(a: &Analysis) -> String {
+    let gpus: Vec<usize> = a
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.gpu.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let h = 60.0 + 18.0 * gpus.len().max(1) as f64 + 30.0;
+    let mut o = open("Energy per step on each GPU (J)", h);
+    let n = a.step_energy.len();
+    if n == 0 || gpus.is_empty() {
+        let _ = writeln!(
+            o,
+            "<text x=\"{PAD}\" y=\"50\">no steps or no GPU in this run</text></svg>"
+        );
+        return o;
+    }
+    let per = n.div_ceil(400);
+    let cols = n.div_ceil(per);
+    let bins: Vec<Vec<f64>> = gpus
+        .iter()
+        .map(|&g| {
+            (0..cols)
+                .map(|c| {
+                    let chunk = &a.step_energy[(c * per).min(n)..((c + 1) * per).min(n)];
+                    chunk.iter().map(|e| e.device_j[g]).sum::<f64>() / chunk.len().max(1) as f64
+                })
+                .collect()
+        })
+        .collect();
+    let top = bins
+        .iter()
+        .flatten()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (x0, cw) = (80.0, (W - 100.0) / cols as f64);
+    for (r, (&g, row)) in gpus.iter().zip(&bins).enumerate() {
+        let yy = 40.0 + 18.0 * r as f64;
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
+            x0 - 6.0,
+            yy + 13.0,
+            esc(&a.devices[g].name)
+        );
+        for (c, v) in row.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "<rect x=\"{:.2}\" y=\"{yy:.0}\" width=\"{:.2}\" height=\"16\" fill=\"{}\"/>",
+                x0 + cw * c as f64,
+                cw.max(0.5),
+                color(v / top)
+            );
+        }
+    }
+    let first = a.steps.first().map_or(0, |s| s.step);
+    let last = a.steps.last().map_or(0, |s| s.step);
+    let _ = writeln!(
+        o,
+        "<text x=\"{x0}\" y=\"{:.0}\">steps {first} to {last}, {per} per column; max {} J</text>",
+        h - 8.0,
+        fmt(top)
+    );
+    o.push_str("</svg>\n");
+    o
+}
+
+/// Energy by device, and the CO2 and cost totals.
+pub fn breakdown(r: &Report) -> String {
+    let mut bars: Vec<(String, f64, &str)> = r
+        .devices
+        .iter()
+        .map(|d| (format!("{} (kWh)", d.device), d.energy_kwh, "#1f77b4"))
+        .collect();
+    if let Some(c) = r.co2_kg {
+        bars.push(("CO2 (kg)".into(), c, "#2ca02c"));
+    }
+    for (name, v) in [
+        ("energy cost (USD)", r.cost.energy_usd),
+        ("compute cost (USD)", r.cost.compute_usd),
+    ] {
+        if let Some(v) = v {
+            bars.push((name.into(), v, "#ff7f0e"));
+        }
+    }
+    let h = 50.0 + 24.0 * bars.len() as f64 + 10.0;
+    let mut o = open("Energy, CO2 and cost", h);
+    let (x0, x1) = (200.0, W - 120.0);
+    for (i, (name, v, c)) in bars.iter().enumerate() {
+        // Each bar against the largest of its unit.
+        let unit = name.rsplit('(').next().unwrap_or("");
+        let top = bars
+            .iter()
+            .filter(|b| b.0.ends_with(unit))
+            .map(|b| b.1)
+            .fold(0.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+        let yy = 35.0 + 24.0 * i as f64;
+        let w = (x1 - x0) * v / top;
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
+            x0 - 6.0,
+            yy + 15.0,
+            esc(name)
+        );
+        let _ = writeln!(
+            o,
+            "<rect x=\"{x0}\" y=\"{yy:.0}\" width=\"{w:.1}\" height=\"18\" fill=\"{c}\"/>"
+        );
+        let _ = writeln!(
+            o,
+            "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+            x0 + w + 6.0,
+            yy + 15.0,
+            fmt(*v)
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colours_and_numbers() {
+        assert_eq!(super::color(0.0), "rgb(40,90,220)");
+        assert_eq!(super::color(1.0), "rgb(255,90,30)");
+        assert_eq!(super::fmt(1234.0), "1.2k");
+        assert_eq!(super::fmt(0.5), "0.50");
+        assert_eq!(super::esc("a<b&c"), "a&lt;b&amp;c");
+    }
+}
