@@ -59,6 +59,8 @@ pub struct Analysis {
     pub step_energy: Vec<StepEnergy>,
     pub quality: Quality,
     pub gpu_util_mean_pct: Option<f64>,
+    /// The recorded process tree's share of the machine's CPU time.
+    pub cpu_job_share: Option<f64>,
 }
 
 fn mean_gpu_util(run: &Run) -> Result<Option<f64>, TraceError> {
@@ -80,6 +82,37 @@ pub enum AnalysisError {
     Trace(#[from] TraceError),
     #[error("no energy readings in this run (no GPU or CPU energy rows): nothing to report")]
     NoEnergy,
+}
+
+/// Time-weighted mean utilisation of the `machine` and `job` rows: the job's share of
+/// the CPU's busy time is their ratio.
+fn job_share(run: &Run) -> Result<Option<f64>, TraceError> {
+    let mut series: BTreeMap<&'static str, Vec<(i64, f64)>> = BTreeMap::new();
+    for b in run.read_table(Table::Cpu)?.batches {
+        for r in eco2ai_trace::from_batch::cpu_rows(&b) {
+            let key = match &*r.domain {
+                "machine" => "machine",
+                "job" => "job",
+                _ => continue,
+            };
+            if let Some(u) = r.util_pct.filter(|u| u.is_finite()) {
+                series.entry(key).or_default().push((r.ts_ns, f64::from(u)));
+            }
+        }
+    }
+    let mean = |v: &mut Vec<(i64, f64)>| {
+        v.sort_by_key(|p| p.0);
+        let (mut num, mut den) = (0.0, 0.0);
+        for w in v.windows(2) {
+            let dt = (w[1].0 - w[0].0) as f64;
+            num += w[1].1 * dt;
+            den += dt;
+        }
+        (den > 0.0).then(|| num / den)
+    };
+    let machine = series.get_mut("machine").and_then(|v| mean(v));
+    let job = series.get_mut("job").and_then(|v| mean(v));
+    Ok(machine.zip(job).filter(|(m, _)| *m > 0.0).map(|(m, j)| (j / m).clamp(0.0, 1.0)))
 }
 
 pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
@@ -110,6 +143,7 @@ pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
         country: m.labels.country.clone(),
         region: m.labels.region.clone(),
         gpu_util_mean_pct: mean_gpu_util(&run)?,
+        cpu_job_share: job_share(&run)?,
         devices,
         steps,
         step_energy,
@@ -215,6 +249,9 @@ pub struct Report {
     pub energy_kwh: f64,
     pub gpu_energy_kwh: f64,
     pub cpu_energy_kwh: f64,
+    /// The recorded processes' share of the CPU's busy time, and of its energy.
+    pub cpu_job_share: Option<f64>,
+    pub cpu_job_energy_kwh: Option<f64>,
     pub pue: f64,
     pub co2_kg: Option<f64>,
     pub grid_intensity_g_per_kwh: Option<f64>,
@@ -368,6 +405,8 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         energy_kwh: kwh,
         gpu_energy_kwh: gpu_j / J_PER_KWH,
         cpu_energy_kwh: (it_j - gpu_j) / J_PER_KWH,
+        cpu_job_share: a.cpu_job_share,
+        cpu_job_energy_kwh: a.cpu_job_share.map(|s| s * (it_j - gpu_j) / J_PER_KWH),
         pue: o.pue,
         co2_kg,
         grid_intensity_g_per_kwh: co2_kg.filter(|_| kwh > 0.0).map(|c| c * 1000.0 / kwh),

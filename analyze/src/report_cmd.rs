@@ -189,7 +189,12 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
 pub fn run_report(a: ReportArgs) -> Result<()> {
     check(&a.pricing, &a.format)?;
     let mut reports = Vec::new();
-    for dir in &a.runs {
+    // SAFETY: isatty has no preconditions.
+    let progress = a.runs.len() > 1 && unsafe { libc::isatty(2) } == 1;
+    for (i, dir) in a.runs.iter().enumerate() {
+        if progress {
+            eprint!("\reco2ai-analyze: run {}/{}: {}\x1b[K", i + 1, a.runs.len(), dir.display());
+        }
         let an = load(dir)?;
         let r = report::report(&an, &options(&a.pricing, &an)?);
         if let Some(out) = &a.out {
@@ -200,6 +205,9 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
             print!("{}", html::page(&r, &html::figures(&an, &r, &cells)));
         }
         reports.push(r);
+    }
+    if progress {
+        eprintln!();
     }
     match (a.format.as_str(), reports.as_slice()) {
         ("html", _) => {}

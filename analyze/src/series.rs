@@ -22,15 +22,6 @@ pub enum SeriesError {
 #[derive(Debug, Clone)]
 pub struct Series(pub Vec<(i64, f64)>);
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Unix ns of `2026-01-01T00:00:00Z` (seconds may carry a fraction) or of Unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(secs) = s.parse::<f64>() {
@@ -54,7 +45,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let days = days_from_civil(y, mo, da);
+    let days = eco2ai_trace::civil::to_days(y, mo, da);
     Some((days * 86_400 + h * 3600 + mi * 60) * 1_000_000_000 + (sec * 1e9) as i64)
 }
 

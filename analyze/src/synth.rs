@@ -211,14 +211,21 @@ pub fn generate_with(
         }
         w.append(Rows::Gpu(rows));
     }
-    w.append(Rows::Cpu(vec![CpuRow {
-        ts_ns: 0,
-        domain: "machine".into(),
+    // The machine half busy, the job a quarter: the job's share of the CPU is 0.5.
+    let util = |ts_ns, domain: &str, u| CpuRow {
+        ts_ns,
+        domain: domain.into(),
         source: "procfs",
         energy_uj: None,
         energy_changed: None,
-        util_pct: Some(50.0),
-    }]));
+        util_pct: Some(u),
+    };
+    let mut cpu = Vec::new();
+    for k in 0..=(end_ns / 1_000_000_000) {
+        cpu.push(util(k * 1_000_000_000, "machine", 50.0));
+        cpu.push(util(k * 1_000_000_000, "job", 25.0));
+    }
+    w.append(Rows::Cpu(cpu));
     let truth = steps(&mut w, spec, profile, spans, end_ns);
     w.finish(end_ns)?;
     Ok(truth)

@@ -81,6 +81,7 @@ fn the_report_has_the_documented_keys_and_the_truths_figures() {
     let samples = 32.0 * truth.steps.len() as f64;
     assert!((r["samples_per_kwh"].as_f64().unwrap() - samples / got).abs() < 1e-6 * samples / got);
     assert_eq!(r["truncated"], false);
+    assert!((r["cpu_job_share"].as_f64().unwrap() - 0.5).abs() < 1e-9);
     // 0.001 kg at 100 g/kWh is 0.01 kWh of facility energy: passed partway.
     let exceeded = r["budget"]["exceeded_at_step"]
         .as_u64()

@@ -2,6 +2,7 @@
 //! analyzer. A run is a directory: `meta.json` plus one sub-directory per table
 //! holding Parquet segments and at most one open Arrow IPC stream.
 
+pub mod civil;
 pub mod error;
 pub mod from_batch;
 pub mod grid;
