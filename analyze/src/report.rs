@@ -112,7 +112,10 @@ fn job_share(run: &Run) -> Result<Option<f64>, TraceError> {
     };
     let machine = series.get_mut("machine").and_then(|v| mean(v));
     let job = series.get_mut("job").and_then(|v| mean(v));
-    Ok(machine.zip(job).filter(|(m, _)| *m > 0.0).map(|(m, j)| (j / m).clamp(0.0, 1.0)))
+    Ok(machine
+        .zip(job)
+        .filter(|(m, _)| *m > 0.0)
+        .map(|(m, j)| (j / m).clamp(0.0, 1.0)))
 }
 
 pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
@@ -403,7 +406,8 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         run_dir: a.dir.clone(),
         duration_s: (e - s) as f64 / 1e9,
         energy_kwh: kwh,
-        gpu_energy_kwh: gpu_j / J_PER_KWH,
+        // `+ 0.0`: an empty sum is -0.0, which prints as "-0".
+        gpu_energy_kwh: gpu_j / J_PER_KWH + 0.0,
         cpu_energy_kwh: (it_j - gpu_j) / J_PER_KWH,
         cpu_job_share: a.cpu_job_share,
         cpu_job_energy_kwh: a.cpu_job_share.map(|s| s * (it_j - gpu_j) / J_PER_KWH),

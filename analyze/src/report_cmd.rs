@@ -193,7 +193,12 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
     let progress = a.runs.len() > 1 && unsafe { libc::isatty(2) } == 1;
     for (i, dir) in a.runs.iter().enumerate() {
         if progress {
-            eprint!("\reco2ai-analyze: run {}/{}: {}\x1b[K", i + 1, a.runs.len(), dir.display());
+            eprint!(
+                "\reco2ai-analyze: run {}/{}: {}\x1b[K",
+                i + 1,
+                a.runs.len(),
+                dir.display()
+            );
         }
         let an = load(dir)?;
         let r = report::report(&an, &options(&a.pricing, &an)?);

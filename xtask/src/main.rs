@@ -89,6 +89,8 @@ fn run(args: &[String]) -> Result<()> {
             "demo",
             "--model",
             "synthetic",
+            "--country",
+            "FR",
         ]
         .map(String::from)
         .to_vec(),
@@ -116,8 +118,22 @@ fn run(args: &[String]) -> Result<()> {
         util::run_inherit(&[
             bin.join("eco2ai-analyze").display().to_string(),
             "summary".into(),
-            run_dir,
+            run_dir.clone(),
         ])?;
+        // The full report: per-step energy, CO2, cost, figures and report.html.
+        let reports = root().join("runs/reports");
+        util::run_inherit(&[
+            bin.join("eco2ai-analyze").display().to_string(),
+            "report".into(),
+            run_dir,
+            "--price-per-kwh".into(),
+            "0.18".into(),
+            "--gpu-hour-usd".into(),
+            "2.5".into(),
+            "--out".into(),
+            reports.display().to_string(),
+        ])?;
+        eprintln!("xtask: report.html and figures under {}", reports.display());
     } else {
         print!("{out}");
     }
@@ -192,7 +208,7 @@ fn monitoring_checks() -> (u64, u64) {
     (passed, failed)
 }
 
-/// The main job on a short demo: record, then summarise the run it printed.
+/// The main job on a short demo: record, then summarise and report the run it printed.
 fn smoke() -> Result<()> {
     let bin = root().join("target/debug");
     let out = std::env::temp_dir().join(format!("eco2ai-smoke-{}", std::process::id()));
@@ -208,19 +224,44 @@ fn smoke() -> Result<()> {
     ];
     let printed = util::run_capture(&cmd)?;
     let run_dir = printed.lines().last().unwrap_or_default().to_string();
+    let analyze = bin.join("eco2ai-analyze").display().to_string();
     let summary = util::run_capture(&[
-        bin.join("eco2ai-analyze").display().to_string(),
+        analyze.clone(),
         "summary".into(),
         "--json".into(),
-        run_dir,
+        run_dir.clone(),
     ])?;
+    let report = util::run_capture(&[
+        analyze,
+        "report".into(),
+        run_dir,
+        "--format".into(),
+        "json".into(),
+        "--country".into(),
+        "FR".into(),
+        "--out".into(),
+        out.join("reports").display().to_string(),
+    ]);
+    let html = std::fs::read_dir(out.join("reports"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|d| d.path().join("report.html").exists());
     let _ = std::fs::remove_dir_all(&out);
+    let report = report?;
     let v: serde_json::Value = serde_json::from_str(&summary)?;
     let ok = v["truncated"] == serde_json::Value::Bool(false)
         && v["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0
         && v["steps"].as_u64().unwrap_or(0) > 10;
     if !ok {
         bail!("unexpected summary of the demo run: {summary}");
+    }
+    let r: serde_json::Value = serde_json::from_str(&report)?;
+    if !(r["co2_kg"].as_f64().unwrap_or(0.0) > 0.0
+        && r["steps"]["count"].as_u64().unwrap_or(0) > 10
+        && html)
+    {
+        bail!("unexpected report of the demo run (report.html written: {html}): {report}");
     }
     Ok(())
 }

@@ -70,7 +70,9 @@ fn send(t: &Target, body: &[u8], o: &Options, stats: &mut Stats) -> Result<(), R
     }
     let first = Instant::now();
     let mut wait = Duration::from_millis(100);
-    for attempt in 1u32.. {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         let last = match post(t, &headers, body, o.timeout) {
             Ok(a) if (200..300).contains(&a.status) => {
                 stats.requests += 1;
@@ -97,7 +99,6 @@ fn send(t: &Target, body: &[u8], o: &Options, stats: &mut Stats) -> Result<(), R
         std::thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_secs(5));
     }
-    unreachable!("the retry loop returns")
 }
 
 /// Replays the run every `every_ns` to `url`; `progress` is told the samples sent so far.
