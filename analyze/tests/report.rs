@@ -338,3 +338,41 @@ fn out_of_order_rows_and_nan_are_flagged_not_fatal() {
     let step_j = r["steps"]["energy_j_mean"].as_f64().unwrap();
     assert!((step_j - 200.0).abs() < 1e-6, "{step_j}");
 }
+
+/// Energy columns are run-relative: what a counter gained before its first reading
+/// belongs to the run (the report agrees with `summary`).
+#[test]
+fn energy_before_the_first_reading_counts() {
+    use eco2ai_trace::{CpuRow, Meta, Rows, TraceWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("late");
+    let mut meta = Meta::new("late");
+    meta.start_ns = 0;
+    let mut w = TraceWriter::create(&run, meta).unwrap();
+    // 100 W from the start; the first reading comes at 0.5 s.
+    let cpu = (1..=20)
+        .map(|k| CpuRow {
+            ts_ns: k * 500_000_000,
+            domain: "package-0".into(),
+            source: "powercap",
+            energy_uj: Some(k as u64 * 50_000_000),
+            energy_changed: Some(true),
+            util_pct: None,
+        })
+        .collect();
+    w.append(Rows::Cpu(cpu));
+    w.finish(10_000_000_000).unwrap();
+    let r = json(&analyze(&[
+        "report",
+        run.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let s = json(&analyze(&["summary", "--json", run.to_str().unwrap()]));
+    let (rj, sj) = (
+        r["cpu_energy_kwh"].as_f64().unwrap() * 3.6e6,
+        s["cpu_energy_kwh"].as_f64().unwrap() * 3.6e6,
+    );
+    assert!((rj - 1000.0).abs() < 1e-6, "{rj}");
+    assert!((rj - sj).abs() < 1e-6, "{rj} vs {sj}");
+}

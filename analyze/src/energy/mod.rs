@@ -201,6 +201,18 @@ struct GpuRaw {
     counter_j: Vec<(i64, f64)>,
 }
 
+/// Energy columns are run-relative: zero at the run's start. The first reading comes a
+/// poll later, so the start itself is a reading of 0 (what the counter gained before the
+/// first poll belongs to the run).
+fn from_zero(counter: &mut Vec<(i64, f64)>, start_ns: i64) {
+    if counter
+        .first()
+        .is_some_and(|c| c.0 > start_ns && c.1 >= 0.0)
+    {
+        counter.insert(0, (start_ns, 0.0));
+    }
+}
+
 fn gpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
     let mut raw: BTreeMap<u32, GpuRaw> = BTreeMap::new();
     for b in run.read_table(Table::Gpu)?.batches {
@@ -238,6 +250,7 @@ fn gpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
         };
         let mut dropped = curve::clean(&mut power);
         dropped += curve::clean(&mut r.counter_j);
+        from_zero(&mut r.counter_j, run.meta().start_ns);
         let (points, period, refreshes) = reconstruct(&power);
         let counter = at_refresh(&r.counter_j, &refreshes, period);
         let (c, method, resets) = curve::build(&points, &counter, ANCHOR_MIN_NS);
@@ -283,6 +296,7 @@ fn cpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
     for ((name, src), mut pts) in raw {
         q.timestamps_out_of_order += out_of_order(&pts.iter().map(|p| p.0).collect::<Vec<_>>());
         let dropped = curve::clean(&mut pts);
+        from_zero(&mut pts, run.meta().start_ns);
         let (c, method, resets) = curve::build(&[], &pts, ANCHOR_MIN_NS);
         q.counter_resets += resets;
         q.dropped_readings += dropped;
