@@ -328,17 +328,8 @@ pub fn devices(run: &Run) -> Result<(Vec<Device>, Quality), TraceError> {
     Ok((d, q))
 }
 
-/// A training step as recorded.
-#[derive(Debug, Clone, Default)]
-pub struct Step {
-    pub step: u64,
-    pub begin_ns: i64,
-    pub end_ns: i64,
-    pub pid: u32,
-    pub samples: Option<u64>,
-    pub tokens: Option<u64>,
-    pub loss: Option<f64>,
-}
+/// A training step as recorded: the trace's own row.
+pub type Step = eco2ai_trace::StepRow;
 
 /// The steps of the run's main process (the one with most steps: under DDP each rank
 /// marks the same steps, and node-level energy is attributed once), in order.
@@ -348,13 +339,8 @@ pub fn steps(run: &Run) -> Result<Vec<Step>, TraceError> {
         for r in eco2ai_trace::from_batch::step_rows(&b) {
             if r.end_ns >= r.begin_ns {
                 all.push(Step {
-                    step: r.step,
-                    begin_ns: r.begin_ns,
-                    end_ns: r.end_ns,
-                    pid: r.pid,
-                    samples: r.samples,
-                    tokens: r.tokens,
                     loss: r.loss.filter(|l| l.is_finite()),
+                    ..r
                 });
             }
         }
