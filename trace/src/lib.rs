@@ -10,6 +10,7 @@ pub mod live;
 pub mod meta;
 pub mod reader;
 pub mod rows;
+pub mod scan;
 pub mod schema;
 pub mod segment;
 pub mod writer;

@@ -9,9 +9,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::TraceError;
 use crate::meta::{META_FILE, Meta, RunStatus};
-use crate::schema::{SCHEMA_VERSION_KEY, Table};
+use crate::schema::Table;
 use crate::segment::{
-    PARQUET_EXT, STREAM_EXT, check_version, compact, parse_segment_name, read_stream, segment_path,
+    PARQUET_EXT, STREAM_EXT, compact, parse_segment_name, read_stream, segment_path,
 };
 
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl TableData {
 }
 
 /// The segments of one table directory, by sequence number.
-fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError> {
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -147,21 +147,11 @@ fn remove_leftovers(tdir: &Path) -> Result<(), TraceError> {
 }
 
 fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, TraceError> {
+    let meta = crate::scan::parquet_meta(path, table)?;
     let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| TraceError::parquet(path, e))?;
-    let kv = builder.metadata().file_metadata().key_value_metadata();
-    let version = kv
-        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
-        .and_then(|k| k.value.as_ref());
-    check_version(path, version)?;
-    if builder.schema().fields() != table.schema().fields() {
-        return Err(TraceError::Meta {
-            path: path.to_path_buf(),
-            reason: format!("columns differ from the {} table's schema", table.name()),
-        });
-    }
-    let reader = builder.build().map_err(|e| TraceError::parquet(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+        .build()
+        .map_err(|e| TraceError::parquet(path, e))?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TraceError::arrow(path, e))
