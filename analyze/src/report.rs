@@ -63,19 +63,6 @@ pub struct Analysis {
     pub cpu_job_share: Option<f64>,
 }
 
-fn mean_gpu_util(run: &Run) -> Result<Option<f64>, TraceError> {
-    let (mut sum, mut n) = (0.0, 0usize);
-    for b in run.read_table(Table::Gpu)?.batches {
-        for r in eco2ai_trace::from_batch::gpu_rows(&b) {
-            if let Some(u) = r.util_gpu_pct {
-                sum += f64::from(u);
-                n += 1;
-            }
-        }
-    }
-    Ok((n > 0).then(|| sum / n as f64))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
     #[error(transparent)]
@@ -121,7 +108,7 @@ fn job_share(run: &Run) -> Result<Option<f64>, TraceError> {
 pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
     let run = Run::open(dir)?;
     let m = run.meta().clone();
-    let (devices, quality) = energy::devices(&run)?;
+    let (devices, quality, gpu_util_mean_pct) = energy::devices(&run)?;
     if devices.is_empty() {
         return Err(AnalysisError::NoEnergy);
     }
@@ -145,7 +132,7 @@ pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
             .max(devices.iter().filter(|d| d.gpu.is_some()).count()),
         country: m.labels.country.clone(),
         region: m.labels.region.clone(),
-        gpu_util_mean_pct: mean_gpu_util(&run)?,
+        gpu_util_mean_pct,
         cpu_job_share: job_share(&run)?,
         devices,
         steps,

@@ -12,7 +12,7 @@ fn errors(spec: &Spec) -> (f64, f64, usize) {
     let dir = tmp.path().join("run");
     let truth = synth::generate(&dir, spec).unwrap();
     let run = Run::open(&dir).unwrap();
-    let (devices, quality) = energy::devices(&run).unwrap();
+    let (devices, quality, _) = energy::devices(&run).unwrap();
     let steps = energy::steps(&run).unwrap();
     assert_eq!(steps.len(), truth.steps.len());
     let got = energy::attribute(&devices, &steps);
@@ -100,7 +100,7 @@ fn real_h200_steps_of_one_kind_agree() {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/traces/h200-matmul");
     let run = Run::open(&dir).unwrap();
-    let (devices, _) = energy::devices(&run).unwrap();
+    let (devices, _, _) = energy::devices(&run).unwrap();
     let gpu = &devices[0];
     assert_eq!(gpu.method, Method::CounterShapedByPower);
     // The counter's total, plus the power past its last reading (under a second).
@@ -187,7 +187,7 @@ fn zeus_profiles_come_back_window_by_window() {
         let tmp = tempfile::tempdir().unwrap();
         synth::generate_with(&tmp.path().join("r"), &spec, &profile, &spans).unwrap();
         let run = Run::open(&tmp.path().join("r")).unwrap();
-        let (devices, _) = energy::devices(&run).unwrap();
+        let (devices, _, _) = energy::devices(&run).unwrap();
         let got = energy::attribute(&devices, &energy::steps(&run).unwrap());
         assert_eq!(got.len(), rows.len(), "{}", f.display());
         for (k, r) in rows.iter().enumerate() {

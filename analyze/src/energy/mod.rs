@@ -1,12 +1,13 @@
 //! Energy per device as a curve over time, and its attribution to steps.
 
 pub mod curve;
+pub mod gpu_scan;
 
 use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::types::{Int64Type, UInt64Type};
 use eco2ai_trace::{Run, Table, TraceError, cpu_total_j};
 
 pub use curve::{Curve, Method};
@@ -182,23 +183,11 @@ mod num_traits_lite {
     pub trait AsF64 {
         fn as_f64(self) -> f64;
     }
-    impl AsF64 for u32 {
-        fn as_f64(self) -> f64 {
-            f64::from(self)
-        }
-    }
     impl AsF64 for u64 {
         fn as_f64(self) -> f64 {
             self as f64
         }
     }
-}
-
-#[derive(Default)]
-struct GpuRaw {
-    avg_w: Vec<(i64, f64)>,
-    instant_w: Vec<(i64, f64)>,
-    counter_j: Vec<(i64, f64)>,
 }
 
 /// Energy columns are run-relative: zero at the run's start. The first reading comes a
@@ -213,45 +202,22 @@ fn from_zero(counter: &mut Vec<(i64, f64)>, start_ns: i64) {
     }
 }
 
-fn gpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
-    let mut raw: BTreeMap<u32, GpuRaw> = BTreeMap::new();
-    for b in run.read_table(Table::Gpu)?.batches {
-        let ts = col_i64(&b, "ts_ns");
-        let gpu: Vec<Option<u32>> = b
-            .column_by_name("gpu")
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-            .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect());
-        let avg = col_f64::<UInt32Type>(&b, "power_mw", 1e-3);
-        let inst = col_f64::<UInt32Type>(&b, "power_instant_mw", 1e-3);
-        let ctr = col_f64::<UInt64Type>(&b, "energy_mj", 1e-3);
-        for i in 0..b.num_rows() {
-            let (Some(t), Some(g)) = (ts[i], gpu[i]) else {
-                continue;
-            };
-            let r = raw.entry(g).or_default();
-            avg[i].map(|v| r.avg_w.push((t, v)));
-            inst[i].map(|v| r.instant_w.push((t, v)));
-            ctr[i].map(|v| r.counter_j.push((t, v)));
-        }
-    }
+fn gpu_devices(scan: gpu_scan::Scan, start_ns: i64, q: &mut Quality) -> Vec<Device> {
+    q.timestamps_out_of_order += scan.counter_out_of_order;
     let mut out = Vec::new();
-    for (g, mut r) in raw {
-        // Each sampler writes its rows in order; the power and energy loops interleave.
-        for series in [&r.avg_w, &r.instant_w, &r.counter_j] {
-            q.timestamps_out_of_order +=
-                out_of_order(&series.iter().map(|p| p.0).collect::<Vec<_>>());
-        }
-        // Instant power follows the load within a refresh; the average lags by ~1 s.
-        let use_instant = r.instant_w.len() * 2 >= r.avg_w.len() && r.instant_w.len() >= 2;
-        let mut power = if use_instant {
+    for (g, mut r) in scan.gpus {
+        q.timestamps_out_of_order += r.avg_w.out_of_order + r.instant_w.out_of_order;
+        let polls = if r.use_instant() {
             std::mem::take(&mut r.instant_w)
         } else {
             std::mem::take(&mut r.avg_w)
         };
-        let mut dropped = curve::clean(&mut power);
+        let mut power = polls.kept;
+        let mut dropped = polls.dropped + curve::clean(&mut power);
         dropped += curve::clean(&mut r.counter_j);
-        from_zero(&mut r.counter_j, run.meta().start_ns);
+        from_zero(&mut r.counter_j, start_ns);
         let (points, period, refreshes) = reconstruct(&power);
+        drop(power);
         let counter = at_refresh(&r.counter_j, &refreshes, period);
         let (c, method, resets) = curve::build(&points, &counter, ANCHOR_MIN_NS);
         q.counter_resets += resets;
@@ -269,7 +235,7 @@ fn gpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
             dropped,
         });
     }
-    Ok(out)
+    out
 }
 
 fn cpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
@@ -320,12 +286,15 @@ fn cpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
     Ok(out)
 }
 
-/// Every device with an energy curve: GPUs, then CPU domains.
-pub fn devices(run: &Run) -> Result<(Vec<Device>, Quality), TraceError> {
+/// Every device with an energy curve (GPUs, then CPU domains), and the mean GPU
+/// utilisation (%) over every GPU row that has it.
+pub fn devices(run: &Run) -> Result<(Vec<Device>, Quality, Option<f64>), TraceError> {
     let mut q = Quality::default();
-    let mut d = gpu_devices(run, &mut q)?;
+    let scan = gpu_scan::scan(run)?;
+    let util = (scan.util_n > 0).then(|| scan.util_sum / scan.util_n as f64);
+    let mut d = gpu_devices(scan, run.meta().start_ns, &mut q);
     d.extend(cpu_devices(run, &mut q)?);
-    Ok((d, q))
+    Ok((d, q, util))
 }
 
 /// A training step as recorded: the trace's own row.
