@@ -1,5 +1,5 @@
 //! `eco2ai-analyze report` and `compare`: flags, then the report as a table, JSON or
-//! HTML, and a directory (report.json, report.html, figures as SVG, steps.csv,
+//! HTML, and a directory (report.json, report.html, figures as SVG and PNG, steps.csv,
 //! heatmap.csv).
 
 use std::fmt::Write as _;
@@ -49,7 +49,7 @@ pub struct ReportArgs {
     /// table, json, or html (one self-contained page on stdout)
     #[arg(long, default_value = "table")]
     format: String,
-    /// Also write report.json, report.html, the figures (SVG), steps.csv and heatmap.csv
+    /// Also write report.json, report.html, the figures (SVG and PNG), steps.csv and heatmap.csv
     /// into DIR/<run id>/.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -169,6 +169,9 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
     let figs = html::figures(a, r, &cells);
     for (name, svg) in &figs {
         std::fs::write(dir.join(name), svg)?;
+        let png = eco2ai_analyze::png::from_svg(svg, 2.0)
+            .with_context(|| format!("drawing {name} as PNG"))?;
+        std::fs::write(dir.join(name).with_extension("png"), png)?;
     }
     std::fs::write(dir.join("report.html"), html::page(r, &figs))?;
     let mut hm = String::from("day,hour,steps,energy_kwh,samples_per_kwh\n");

@@ -161,6 +161,22 @@ fn out_dir_holds_report_steps_and_heatmap() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert!(r["co2_kg"].as_f64().unwrap() > 0.0);
+    for fig in ["power", "heatmap", "steps_by_gpu", "breakdown"] {
+        assert!(dir.join(format!("{fig}.svg")).exists(), "{fig}.svg");
+        let png = std::fs::read(dir.join(format!("{fig}.png"))).unwrap();
+        let img = resvg::tiny_skia::Pixmap::decode_png(&png).unwrap();
+        assert_eq!(img.width(), 1800, "{fig}: drawn at twice the SVG's 900 px");
+        // Drawn, not blank: a good share of the pixels carry ink or colour.
+        let inked = img
+            .pixels()
+            .iter()
+            .filter(|p| p.red() < 200 || p.green() < 200 || p.blue() < 200)
+            .count();
+        assert!(
+            inked * 100 > img.pixels().len(),
+            "{fig}: {inked} inked pixels"
+        );
+    }
 }
 
 #[test]

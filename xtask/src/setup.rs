@@ -126,12 +126,14 @@ fn ensure_bpf_linker() -> Result<()> {
 
 /// Debian packages the tests use: promtool (metrics exposition, config, rules and their
 /// unit tests), amtool (Alertmanager config), VictoriaMetrics as a remote_write receiver,
-/// and Chromium to check that report.html renders headless.
+/// Chromium to check that report.html renders headless, and DejaVu for the PNG figures'
+/// labels.
 fn ensure_debian_packages() -> Result<()> {
     if output("promtool", &["--version"]).is_ok()
         && output("amtool", &["--version"]).is_ok()
         && std::path::Path::new("/usr/bin/victoria-metrics").exists()
         && std::path::Path::new("/usr/bin/chromium").exists()
+        && std::path::Path::new("/usr/share/fonts/truetype/dejavu").exists()
     {
         return Ok(());
     }
@@ -143,7 +145,7 @@ fn ensure_debian_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics and chromium"
+        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics, chromium and fonts-dejavu-core"
     );
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
@@ -155,13 +157,14 @@ fn ensure_debian_packages() -> Result<()> {
             "prometheus-alertmanager",
             "victoria-metrics",
             "chromium",
+            "fonts-dejavu-core",
         ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get")?;
     if !status.success() {
         bail!(
-            "apt-get install prometheus prometheus-alertmanager victoria-metrics failed ({status})"
+            "apt-get install prometheus prometheus-alertmanager victoria-metrics chromium fonts-dejavu-core failed ({status})"
         );
     }
     Ok(())
