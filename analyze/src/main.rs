@@ -60,6 +60,9 @@ enum Cmd {
         step_ms: f64,
         #[arg(long, default_value_t = 10.0)]
         gap_ms: f64,
+        /// Also write each step's true GPU energy (CSV step,gpu_j) to this file.
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
     /// Whole-run energy per device, duration, and whether the run was cut off.
     Summary {
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             gpus,
             step_ms,
             gap_ms,
+            truth,
         } => {
             if !(duration_s > 1.0 && duration_s.is_finite() && step_ms > 0.0 && gap_ms >= 0.0) {
                 anyhow::bail!(
@@ -125,8 +129,12 @@ fn run(cli: Cli) -> Result<()> {
                 gap_ms,
                 ..Default::default()
             };
-            eco2ai_analyze::synth::generate(&out, &spec)
+            let t = eco2ai_analyze::synth::generate(&out, &spec)
                 .with_context(|| format!("writing {}", out.display()))?;
+            if let Some(f) = truth {
+                std::fs::write(&f, t.steps_csv())
+                    .with_context(|| format!("writing {}", f.display()))?;
+            }
             println!("{}", out.display());
         }
         Cmd::Summary { run, json } => {

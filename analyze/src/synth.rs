@@ -52,6 +52,18 @@ pub struct Truth {
     pub total_j: Vec<f64>,
 }
 
+impl Truth {
+    /// `step,gpu_j`: each step's true energy summed over the GPUs.
+    pub fn steps_csv(&self) -> String {
+        let mut csv = String::from("step,gpu_j\n");
+        for k in 0..self.steps.len() {
+            let j: f64 = self.step_j.iter().map(|g| g[k]).sum();
+            csv.push_str(&format!("{k},{j:.6}\n"));
+        }
+        csv
+    }
+}
+
 /// xorshift64*: small, seeded, good enough for jitter.
 struct Rng(u64);
 impl Rng {
@@ -133,6 +145,9 @@ pub fn energy_j(g: u32, t: f64) -> f64 {
 }
 
 const S: f64 = 1e9;
+/// Rows per Parquet segment of a generated trace (the recorder rotates once a minute:
+/// ~24 k rows for 8 GPUs; bigger segments keep a generated 100 M-row trace's file count sane).
+const SEGMENT_ROWS: usize = 1 << 20;
 
 /// Writes a run of the smooth profile with generated steps into `dir`; returns the truth.
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Truth, TraceError> {
@@ -207,6 +222,11 @@ pub fn generate_with(
                     ..GpuRow::default()
                 });
                 tc += (rng.around(spec.counter_poll_ms, 0.02) * 1e6) as i64;
+            }
+            if rows.len() == SEGMENT_ROWS {
+                // Long runs go to disk a segment at a time, as the recorder writes them.
+                w.append(Rows::Gpu(std::mem::take(&mut rows)));
+                w.rotate()?;
             }
         }
         w.append(Rows::Gpu(rows));

@@ -12,14 +12,14 @@ use eco2ai_probe::samplers::rapl::fake_tree::FakePowercap;
 use crate::util::{cargo, root};
 
 #[derive(Debug, Clone, Copy)]
-struct Usage {
-    cpu_s: f64,
-    max_rss_mb: f64,
-    wall_s: f64,
+pub struct Usage {
+    pub cpu_s: f64,
+    pub max_rss_mb: f64,
+    pub wall_s: f64,
 }
 
 /// Waits for `child` with wait4 to get its own CPU time and peak RSS.
-fn wait_usage(child: Child, started: std::time::Instant) -> Result<(i32, Usage)> {
+pub fn wait_usage(child: Child, started: std::time::Instant) -> Result<(i32, Usage)> {
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills in; the pid is our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_markers;
+mod bench_report;
 mod python;
 mod setup;
 mod stack;
@@ -28,6 +29,9 @@ const USAGE: &str = "usage: cargo xtask <command>
                         tree (1 kHz) and 8 fake GPUs, next to CodeCarbon
   bench-markers         step-marker cost with the uprobes attached, an empty uprobe
                         and no probe; events lost at 100,000 markers/s
+  bench-report [--gpus N] [--seconds S] [--rounds R]
+                        `report` on a generated trace (default 8 GPUs x 250000 s:
+                        100 M power rows, 1 M steps) next to DuckDB on the same files
   bench-replay          replay throughput: OpenMetrics encoding, and remote_write into
                         VictoriaMetrics, of a generated run (8 GPUs, 1 h)";
 
@@ -53,6 +57,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("stack") => stack::stack(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
+        Some("bench-report") => bench_report::bench_report(&args[1..]),
         Some("bench-replay") => cargo(&["bench", "-p", "eco2ai-analyze", "--bench", "replay"]),
         Some("marker-loop") => bench_markers::marker_loop(&args[1..]),
         Some("timer-floor") => {
