@@ -54,8 +54,13 @@ impl Curve {
 
     /// E(t), clamped to the first and last values outside the curve.
     pub fn at(&self, t: i64) -> f64 {
+        self.at_index(self.t_ns.partition_point(|x| *x <= t), t)
+    }
+
+    /// E(t) where `i` is the number of instants at or before t.
+    fn at_index(&self, i: usize, t: i64) -> f64 {
         let (ts, es) = (&self.t_ns, &self.e_j);
-        match ts.partition_point(|x| *x <= t) {
+        match i {
             0 => es.first().copied().unwrap_or(0.0),
             i if i == ts.len() => es.last().copied().unwrap_or(0.0),
             i => {
@@ -73,6 +78,22 @@ impl Curve {
         }
     }
 
+    /// E(t) at each instant, walking the curve forward while they ascend (a step back
+    /// searches afresh): O(n + m) for sorted instants instead of m binary searches.
+    pub fn at_each(&self, ts: impl Iterator<Item = i64>) -> Vec<f64> {
+        let mut i = 0;
+        ts.map(|t| {
+            if i > 0 && self.t_ns[i - 1] > t {
+                i = self.t_ns.partition_point(|x| *x <= t);
+            }
+            while i < self.t_ns.len() && self.t_ns[i] <= t {
+                i += 1;
+            }
+            self.at_index(i, t)
+        })
+        .collect()
+    }
+
     /// Energy in [a, b].
     pub fn between(&self, a: i64, b: i64) -> f64 {
         self.at(b) - self.at(a)
@@ -85,10 +106,11 @@ impl Curve {
         }
     }
 
-    /// Energy of each `[a, b)` interval of sorted, non-overlapping `spans`, walking the
-    /// curve once (spans need not be sorted; they are visited in their order).
+    /// Energy of each `[a, b]` span; fastest when the spans come in time order.
     pub fn each_between(&self, spans: &[(i64, i64)]) -> Vec<f64> {
-        spans.iter().map(|&(a, b)| self.between(a, b)).collect()
+        let begin = self.at_each(spans.iter().map(|s| s.0));
+        let end = self.at_each(spans.iter().map(|s| s.1));
+        end.iter().zip(&begin).map(|(e, b)| e - b).collect()
     }
 }
 
@@ -240,6 +262,33 @@ fn interp(ts: &[i64], vs: &[f64], t: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn walking_the_curve_agrees_with_searching_it() {
+        let power: Vec<(i64, f64)> = (0..=50)
+            .map(|k| (k * 100_000_000, 200.0 + 50.0 * ((k % 7) as f64)))
+            .collect();
+        let (c, _, _) = build(&power, &[], 1);
+        // Ascending, repeated, before the start, past the end, then a step back.
+        let ts = [
+            -5,
+            0,
+            130_000_000,
+            130_000_000,
+            2_345_678_901,
+            9_000_000_000,
+            40_000_000,
+        ];
+        let walked = c.at_each(ts.iter().copied());
+        for (t, w) in ts.iter().zip(&walked) {
+            assert_eq!(*w, c.at(*t), "at {t}");
+        }
+        let spans = [(0, 250_000_000), (250_000_000, 4_000_000_000), (100, 200)];
+        let each = c.each_between(&spans);
+        for ((a, b), e) in spans.iter().zip(&each) {
+            assert_eq!(*e, c.between(*a, *b));
+        }
+    }
 
     #[test]
     fn the_curve_passes_through_the_counter_and_follows_the_power() {

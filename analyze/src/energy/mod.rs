@@ -335,14 +335,25 @@ pub struct StepEnergy {
     pub cpu_j: f64,
 }
 
+/// Each step's energy on each device: one walk along each device's curve, the devices
+/// on every core.
 pub fn attribute(devices: &[Device], steps: &[Step]) -> Vec<StepEnergy> {
-    steps
-        .iter()
-        .map(|s| {
-            let device_j: Vec<f64> = devices
-                .iter()
-                .map(|d| d.curve.between(s.begin_ns, s.end_ns))
-                .collect();
+    let spans: Vec<(i64, i64)> = steps.iter().map(|s| (s.begin_ns, s.end_ns)).collect();
+    let per_device: Vec<Vec<f64>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = devices
+            .iter()
+            .map(|d| sc.spawn(|| d.curve.each_between(&spans)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(devices)
+            // A walk cannot panic short of a bug; should one, walk again here.
+            .map(|(h, d)| h.join().unwrap_or_else(|_| d.curve.each_between(&spans)))
+            .collect()
+    });
+    (0..steps.len())
+        .map(|k| {
+            let device_j: Vec<f64> = per_device.iter().map(|v| v[k]).collect();
             let gpu_j = devices
                 .iter()
                 .zip(&device_j)
