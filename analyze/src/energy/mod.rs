@@ -5,13 +5,9 @@ pub mod gpu_scan;
 
 use std::collections::BTreeMap;
 
-use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt64Type};
 use eco2ai_trace::{Run, Table, TraceError, cpu_total_j};
 
 pub use curve::{Curve, Method};
-use num_traits_lite::AsF64;
 
 /// Counter anchors at least this far apart: a GPU counter read lags its last refresh by
 /// up to 100 ms, which over 30 s windows moves a window's scale by at most ~0.3%.
@@ -156,40 +152,6 @@ fn at_refresh(counter: &[(i64, f64)], refreshes: &[i64], period: i64) -> Vec<(i6
     out
 }
 
-fn col_i64(b: &RecordBatch, n: &str) -> Vec<Option<i64>> {
-    b.column_by_name(n)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-        .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect())
-}
-
-/// An integer column as f64 times `scale` (mW to W, uJ to J).
-fn col_f64<T: arrow_array::types::ArrowPrimitiveType>(
-    b: &RecordBatch,
-    n: &str,
-    scale: f64,
-) -> Vec<Option<f64>>
-where
-    T::Native: num_traits_lite::AsF64,
-{
-    b.column_by_name(n)
-        .and_then(|c| c.as_primitive_opt::<T>())
-        .map_or_else(
-            || vec![None; b.num_rows()],
-            |a| a.iter().map(|v| v.map(|v| v.as_f64() * scale)).collect(),
-        )
-}
-
-mod num_traits_lite {
-    pub trait AsF64 {
-        fn as_f64(self) -> f64;
-    }
-    impl AsF64 for u64 {
-        fn as_f64(self) -> f64 {
-            self as f64
-        }
-    }
-}
-
 /// Energy columns are run-relative: zero at the run's start. The first reading comes a
 /// poll later, so the start itself is a reading of 0 (what the counter gained before the
 /// first poll belongs to the run).
@@ -239,22 +201,14 @@ fn gpu_devices(scan: gpu_scan::Scan, start_ns: i64, q: &mut Quality) -> Vec<Devi
 }
 
 fn cpu_devices(run: &Run, q: &mut Quality) -> Result<Vec<Device>, TraceError> {
-    let mut raw: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    let mut raw: BTreeMap<(String, &'static str), Vec<(i64, f64)>> = BTreeMap::new();
     for b in run.read_table(Table::Cpu)?.batches {
-        let ts = col_i64(&b, "ts_ns");
-        let e = col_f64::<UInt64Type>(&b, "energy_uj", 1e-6);
-        let (Some(dom), Some(src)) = (
-            b.column_by_name("domain")
-                .and_then(|c| c.as_string_opt::<i32>()),
-            b.column_by_name("source")
-                .and_then(|c| c.as_string_opt::<i32>()),
-        ) else {
-            continue;
-        };
-        for i in 0..b.num_rows() {
-            if let (Some(t), Some(j)) = (ts[i], e[i]) {
-                let key = (dom.value(i).to_string(), src.value(i).to_string());
-                raw.entry(key).or_default().push((t, j));
+        for r in eco2ai_trace::from_batch::cpu_rows(&b) {
+            if let Some(uj) = r.energy_uj {
+                let key = (r.domain.to_string(), r.source);
+                raw.entry(key)
+                    .or_default()
+                    .push((r.ts_ns, uj as f64 * 1e-6));
             }
         }
     }
