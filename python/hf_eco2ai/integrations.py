@@ -5,9 +5,69 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 log = logging.getLogger("hf_eco2ai")
+
+# Query parameters whose values are credentials (names compared lower-case, decoded).
+_SECRET_NAMES = {
+    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token",
+    "id_token", "auth", "authorization", "secret", "client_secret", "password", "passwd",
+    "pwd", "sig", "signature", "credential", "credentials",
+}
+_SECRET_PREFIXES = ("x-amz-", "x-goog-")
+_SECRET_PARTS = ("token", "secret", "password", "passwd", "signature", "apikey", "api_key")
+REDACTED = "REDACTED"
+
+
+def _is_secret(name):
+    n = urllib.parse.unquote_plus(name).strip().lower()
+    return n in _SECRET_NAMES or n.startswith(_SECRET_PREFIXES) or any(p in n for p in _SECRET_PARTS)
+
+
+def redact_url(url):
+    """`url` fit for a log: the userinfo (`user:pass@`) and the values of query
+    parameters named like credentials (api_key, token, sig, X-Amz-*...) replaced by
+    REDACTED; everything else kept as it was written."""
+    text = str(url)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    pairs = []
+    for pair in parts.query.split("&") if parts.query else []:
+        name, eq, _value = pair.partition("=")
+        pairs.append(f"{name}={REDACTED}" if eq and _is_secret(name) else pair)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "&".join(pairs), parts.fragment))
+
+
+def _secrets(url):
+    """The credential strings in `url` (userinfo, its password, secret query values)."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+    except ValueError:
+        return [str(url)]
+    found = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found += [userinfo, userinfo.partition(":")[2]]
+    for pair in parts.query.split("&") if parts.query else []:
+        name, eq, value = pair.partition("=")
+        if eq and _is_secret(name):
+            found += [value, urllib.parse.unquote_plus(value)]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def redact_text(text, url):
+    """`text` (an error message) with the URL and every credential of `url` redacted."""
+    out = str(text).replace(str(url), redact_url(url))
+    for secret in _secrets(url):
+        out = out.replace(secret, REDACTED)
+    return out
 
 
 class HttpReport:
@@ -17,7 +77,7 @@ class HttpReport:
 
     def __init__(self, url, headers=None, retries=3, backoff_s=0.5, timeout_s=10.0):
         if not str(url).startswith(("http://", "https://")):
-            raise ValueError(f"HttpReport url must be http(s)://..., got {url!r}")
+            raise ValueError(f"HttpReport url must be http(s)://..., got {redact_url(url)!r}")
         self.url = url
         self.headers = dict(headers or {})
         self.retries = int(retries)
@@ -38,12 +98,18 @@ class HttpReport:
                     reason = f"HTTP {resp.status}"
             except urllib.error.HTTPError as e:
                 if e.code < 500 and e.code != 429:
-                    log.error("hf-eco2ai: report to %s refused: HTTP %s", self.url, e.code)
+                    log.error("hf-eco2ai: report to %s refused: HTTP %s", redact_url(self.url), e.code)
                     return False
                 reason = f"HTTP {e.code}"
-            except (urllib.error.URLError, OSError) as e:
-                reason = str(e)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                # ValueError: http.client.InvalidURL, whose message quotes the URL.
+                reason = redact_text(e, self.url)
             if attempt < self.retries:
                 time.sleep(self.backoff_s * (2**attempt))
-        log.error("hf-eco2ai: report to %s failed after %d attempts: %s", self.url, self.retries + 1, reason)
+        log.error(
+            "hf-eco2ai: report to %s failed after %d attempts: %s",
+            redact_url(self.url),
+            self.retries + 1,
+            reason,
+        )
         return False
