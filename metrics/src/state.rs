@@ -39,7 +39,7 @@ impl RunInfo {
                 .iter()
                 .map(|g| (g.index, g.name.clone()))
                 .collect(),
-            start_unix_s: (meta.start_ns + meta.mono_to_unix_ns) as f64 / 1e9,
+            start_unix_s: meta.start_ns.saturating_add(meta.mono_to_unix_ns) as f64 / 1e9,
             mono_to_unix_ns: meta.mono_to_unix_ns,
             ..RunInfo::default()
         }
@@ -114,7 +114,7 @@ impl MetricsState {
                     let now = (r.ts_ns, e as f64 / 1e6);
                     let slot = self.cpu.entry(r.domain.to_string()).or_insert((now, now));
                     // Keep the older point about a second back, for a steady power figure.
-                    if now.0 - slot.1.0 >= 1_000_000_000 {
+                    if now.0.saturating_sub(slot.1.0) >= 1_000_000_000 {
                         slot.1 = slot.0;
                     }
                     slot.0 = now;
@@ -123,8 +123,9 @@ impl MetricsState {
             }
             Rows::Steps(v) => {
                 for r in v {
-                    self.steps += 1;
-                    self.samples += r.samples.unwrap_or(0);
+                    // Counts come from a file or a socket: saturate, never overflow.
+                    self.steps = self.steps.saturating_add(1);
+                    self.samples = self.samples.saturating_add(r.samples.unwrap_or(0));
                     self.loss = r.loss.or(self.loss);
                     self.lr = r.lr.or(self.lr);
                     self.epoch = r.epoch.or(self.epoch);
@@ -166,7 +167,7 @@ impl MetricsState {
     pub fn cpu_power_w(&self) -> Option<f64> {
         let rate = |(a, b): &(Reading, Reading)| {
             if a.0 > b.0 {
-                (a.1 - b.1) / ((a.0 - b.0) as f64 / 1e9)
+                (a.1 - b.1) / (a.0.saturating_sub(b.0) as f64 / 1e9)
             } else {
                 0.0
             }
@@ -180,12 +181,16 @@ impl MetricsState {
         if self
             .history
             .back()
-            .is_some_and(|p| ts - p.0 < 1_000_000_000)
+            .is_some_and(|p| ts.saturating_sub(p.0) < 1_000_000_000)
         {
             return;
         }
         self.history.push_back((ts, self.energy_j(), self.samples));
-        while self.history.front().is_some_and(|p| ts - p.0 > WINDOW_NS) {
+        while self
+            .history
+            .front()
+            .is_some_and(|p| ts.saturating_sub(p.0) > WINDOW_NS)
+        {
             self.history.pop_front();
         }
         if let Some(spk) = self
@@ -199,7 +204,13 @@ impl MetricsState {
     /// (seconds, J, samples) over the last minute of history.
     pub fn window(&self) -> Option<(f64, f64, u64)> {
         let (a, b) = (self.history.front()?, self.history.back()?);
-        (b.0 > a.0).then(|| ((b.0 - a.0) as f64 / 1e9, b.1 - a.1, b.2.saturating_sub(a.2)))
+        (b.0 > a.0).then(|| {
+            (
+                b.0.saturating_sub(a.0) as f64 / 1e9,
+                b.1 - a.1,
+                b.2.saturating_sub(a.2),
+            )
+        })
     }
 
     /// Samples per kWh over the last minute relative to the best minute so far (0..1).
@@ -233,5 +244,42 @@ mod tests {
         s.observe(&Rows::Gpu(vec![row(20_000_000_000, 0)]));
         let live: Vec<u32> = s.live_gpus().map(|(id, _)| *id).collect();
         assert_eq!(live, vec![0]);
+    }
+
+    #[test]
+    fn extreme_counts_and_timestamps_saturate() {
+        use eco2ai_trace::{CpuRow, StepRow};
+        let mut s = MetricsState::new(RunInfo::default());
+        let step = |samples| StepRow {
+            step: 1,
+            begin_ns: i64::MIN,
+            end_ns: i64::MAX,
+            pid: 1,
+            samples: Some(samples),
+            tokens: None,
+            loss: None,
+            lr: None,
+            epoch: None,
+            source: "socket",
+            counts: [None; 4],
+        };
+        s.observe(&Rows::Steps(vec![step(u64::MAX), step(u64::MAX)]));
+        assert_eq!(s.samples, u64::MAX);
+        assert_eq!(s.steps, 2);
+        let cpu = |ts_ns| CpuRow {
+            ts_ns,
+            domain: "package-0".into(),
+            source: "powercap",
+            energy_uj: Some(1),
+            energy_changed: None,
+            util_pct: None,
+        };
+        s.observe(&Rows::Cpu(vec![cpu(i64::MIN), cpu(i64::MAX)]));
+        s.observe(&Rows::Gpu(vec![GpuRow {
+            ts_ns: i64::MIN,
+            ..GpuRow::default()
+        }]));
+        assert!(s.cpu_power_w().is_some_and(f64::is_finite));
+        assert!(s.window().is_none_or(|(secs, _, _)| secs.is_finite()));
     }
 }

@@ -8,6 +8,7 @@ pub mod from_batch;
 pub mod grid;
 pub mod live;
 pub mod meta;
+pub mod parse;
 pub mod reader;
 pub mod rows;
 pub mod scan;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,9 @@ use crate::error::TraceError;
 use crate::schema::SCHEMA_VERSION;
 
 pub const META_FILE: &str = "meta.json";
+/// The most of meta.json that is read: real ones are a few KiB; a bigger one is not a
+/// meta.json, and reading it whole would stall every command on it.
+pub const MAX_META_BYTES: u64 = 16 << 20;
 
 /// `recording` until the writer finishes; a run left `recording` is still being
 /// recorded or was cut off; `truncated` once a cut-off run was recovered.
@@ -121,7 +124,7 @@ impl Meta {
 
     pub fn read(dir: &Path) -> Result<Meta, TraceError> {
         let path = dir.join(META_FILE);
-        let bytes = fs::read(&path).map_err(|e| TraceError::io(&path, e))?;
+        let bytes = read_regular_file(&path, MAX_META_BYTES)?;
         let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| TraceError::Meta {
             path: path.clone(),
             reason: e.to_string(),
@@ -134,6 +137,59 @@ impl Meta {
             });
         }
         Ok(meta)
+    }
+}
+
+/// Reads `path` whole if it is a regular file of at most `max_bytes`. Anything else is
+/// refused before it is read: opening a FIFO blocks until a writer comes (forever), and
+/// a device or a huge file never ends.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, TraceError> {
+    let not_regular = |what: &str| TraceError::Meta {
+        path: path.to_path_buf(),
+        reason: format!("not a regular file ({what}); refusing to read it"),
+    };
+    // Checked before the open, which is what would block on a FIFO.
+    let md = fs::metadata(path).map_err(|e| TraceError::io(path, e))?;
+    if !md.is_file() {
+        return Err(not_regular(file_kind(&md)));
+    }
+    let file = fs::File::open(path).map_err(|e| TraceError::io(path, e))?;
+    // Checked again on the open file, in case the path was swapped in between.
+    let md = file.metadata().map_err(|e| TraceError::io(path, e))?;
+    if !md.is_file() {
+        return Err(not_regular(file_kind(&md)));
+    }
+    let too_big = || TraceError::Meta {
+        path: path.to_path_buf(),
+        reason: format!("larger than {max_bytes} bytes; refusing to read it"),
+    };
+    if md.len() > max_bytes {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    // One byte past the bound tells a file that grew after the check.
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| TraceError::io(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+fn file_kind(md: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = md.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
     }
 }
 
@@ -186,5 +242,20 @@ mod tests {
         fs::write(dir.path().join(META_FILE), b"{not json").expect("write");
         let err = Meta::read(dir.path()).expect_err("garbage");
         assert!(err.to_string().contains("meta.json"), "{err}");
+    }
+
+    #[test]
+    fn oversized_and_non_files_are_refused_unread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        fs::write(&path, vec![b' '; 1025]).expect("write");
+        let err = read_regular_file(&path, 1024).expect_err("over the bound");
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+        assert_eq!(
+            read_regular_file(&path, 1025).expect("at the bound").len(),
+            1025
+        );
+        let err = read_regular_file(dir.path(), 1024).expect_err("a directory");
+        assert!(err.to_string().contains("a directory"), "{err}");
     }
 }

@@ -51,6 +51,21 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, String)>, TraceError
         if let Some((seq, ext)) = parse_segment_name(&name)
             && (ext == PARQUET_EXT || ext == STREAM_EXT)
         {
+            // Opening a FIFO or a device named like a segment would block or never end.
+            let path = entry.path();
+            let md = match fs::metadata(&path) {
+                Ok(md) => md,
+                // Compacted away since the listing (a live run).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TraceError::io(&path, e)),
+            };
+            if !md.is_file() {
+                let why = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a regular file; refusing to read it",
+                );
+                return Err(TraceError::io(&path, why));
+            }
             out.push((seq, ext.to_string()));
         }
     }
