@@ -35,7 +35,7 @@ pub struct Summary {
     pub gpu_checks: Vec<GpuCheck>,
     /// Steps recorded (marked by the training loop).
     pub steps: u64,
-    /// Devices measured by a sensor vs estimated (TDP x utilisation).
+    /// Devices measured by a sensor vs estimated (TDP x load curve).
     pub sources: BTreeMap<String, Vec<String>>,
     pub rows: BTreeMap<String, u64>,
     pub sensor_errors: BTreeMap<String, u64>,
@@ -310,7 +310,7 @@ impl Summary {
         if let Some(est) = self.sources.get("estimated") {
             let _ = writeln!(
                 s,
-                "estimated  {} (no sensor: TDP x utilisation)",
+                "estimated  {} (no sensor: TDP x load curve)",
                 est.join(", ")
             );
         }

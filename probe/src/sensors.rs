@@ -130,8 +130,9 @@ pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
             ),
         };
         let note = format!(
-            "no RAPL counter moves: estimated as {tdp} W ({how}) x {} socket(s) x machine CPU utilisation",
-            host.cpu_sockets
+            "no RAPL counter moves: estimated as {tdp} W ({how}) x {} socket(s) x {}",
+            host.cpu_sockets,
+            estimate::PowerModel::FITTED.describe()
         );
         st.push(status("estimate", "package", true, note));
         estimate_tdp_w = Some(tdp);
