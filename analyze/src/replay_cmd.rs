@@ -5,7 +5,30 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use eco2ai_analyze::replay::redact::redact_url;
 use eco2ai_analyze::replay::{Prices, Replay, fleet, openmetrics, remote_write, serve};
+use eco2ai_trace::parse::{MAX_SECONDS, parse_number, parse_seconds};
+
+// Every seconds, rate and speed flag goes through the shared range-checked parser, so a
+// value like `inf` or `1e30` is a clap error (exit 2), never a panic in a Duration.
+
+/// Seconds from 0 to a year.
+fn seconds_arg(s: &str) -> Result<Duration, String> {
+    parse_seconds(s, 0.0, MAX_SECONDS).map_err(|e| e.to_string())
+}
+
+fn seconds_f64_arg(s: &str) -> Result<f64, String> {
+    parse_number(s, 0.0, MAX_SECONDS).map_err(|e| e.to_string())
+}
+
+/// A replay step: Prometheus keeps milliseconds, so 1 ms up to a year.
+fn every_arg(s: &str) -> Result<f64, String> {
+    parse_number(s, 0.001, MAX_SECONDS).map_err(|e| e.to_string())
+}
+
+fn rate_arg(s: &str) -> Result<f64, String> {
+    parse_number(s, 0.001, 1e12).map_err(|e| e.to_string())
+}
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("output").required(true).args(["openmetrics", "remote_write", "serve"])))]
@@ -17,7 +40,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 100)]
     max_projects: usize,
     /// With --serve: a run's series disappear this long (run time) after its end.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value = "300", value_parser = seconds_f64_arg)]
     stale_after_s: f64,
     /// Write OpenMetrics with timestamps, for `promtool tsdb create-blocks-from openmetrics`.
     #[arg(long)]
@@ -28,24 +51,24 @@ pub struct ReplayArgs {
     /// Serve the run on this address's /metrics, played back at --speed.
     #[arg(long)]
     serve: Option<String>,
-    /// Playback speed for --serve, e.g. 60x.
-    #[arg(long, default_value = "1x")]
-    speed: String,
+    /// Playback speed for --serve, e.g. 60x (0.001x to 1e9x).
+    #[arg(long, default_value = "1x", value_parser = serve::parse_speed)]
+    speed: f64,
     /// After the end of the run, keep serving its final values this long.
-    #[arg(long, default_value_t = 60.0)]
-    linger_s: f64,
+    #[arg(long, default_value = "60", value_parser = seconds_arg)]
+    linger_s: Duration,
     /// Seconds of the run between replayed points (OpenMetrics, remote_write).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value = "1", value_parser = every_arg)]
     every_s: f64,
     /// Samples per remote_write request.
     #[arg(long, default_value_t = 5000)]
     batch_samples: usize,
     /// Pace remote_write to at most this many samples a second.
-    #[arg(long)]
+    #[arg(long, value_parser = rate_arg)]
     max_samples_per_s: Option<f64>,
     /// Keep retrying one remote_write request this long before giving up.
-    #[arg(long, default_value_t = 600.0)]
-    retry_for_s: f64,
+    #[arg(long, default_value = "600", value_parser = seconds_arg)]
+    retry_for_s: Duration,
     /// File holding a bearer token for the remote_write endpoint.
     #[arg(long)]
     bearer_token_file: Option<PathBuf>,
@@ -111,19 +134,7 @@ fn prices(a: &ReplayArgs) -> Result<Prices> {
 }
 
 pub fn run(a: ReplayArgs) -> Result<()> {
-    if !(a.every_s > 0.0 && a.every_s.is_finite()) {
-        bail!(
-            "--every-s must be a positive number of seconds, got {}",
-            a.every_s
-        );
-    }
     let prices = prices(&a)?;
-    if !(a.stale_after_s >= 0.0 && a.stale_after_s.is_finite()) {
-        bail!(
-            "--stale-after-s must be a non-negative number, got {}",
-            a.stale_after_s
-        );
-    }
     if a.max_projects == 0 {
         bail!("--max-projects must be at least 1");
     }
@@ -146,7 +157,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
             remote(r, every_ns, url, &a)?;
         }
     } else if let Some(addr) = &a.serve {
-        let speed = serve::parse_speed(&a.speed).map_err(anyhow::Error::msg)?;
+        let speed = a.speed;
         let stale_ns = (a.stale_after_s * 1e9) as i64;
         let served = serve::serve(runs, addr, speed, stale_ns)
             .with_context(|| format!("serving on {addr}"))?;
@@ -159,9 +170,9 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         std::thread::sleep(served.duration);
         eprintln!(
             "eco2ai-analyze: end of the runs; serving their final values for {:.0} s",
-            a.linger_s
+            a.linger_s.as_secs_f64()
         );
-        std::thread::sleep(Duration::from_secs_f64(a.linger_s.max(0.0)));
+        std::thread::sleep(a.linger_s);
     }
     Ok(())
 }
@@ -176,16 +187,10 @@ fn remote(replay: &mut Replay, every_ns: i64, url: &str, a: &ReplayArgs) -> Resu
         ),
         None => None,
     };
-    if !(a.retry_for_s >= 0.0 && a.retry_for_s.is_finite()) {
-        bail!(
-            "--retry-for-s must be a non-negative number, got {}",
-            a.retry_for_s
-        );
-    }
     let o = remote_write::Options {
         batch_samples: a.batch_samples.max(1),
         max_samples_per_s: a.max_samples_per_s,
-        retry_for: Duration::from_secs_f64(a.retry_for_s),
+        retry_for: a.retry_for_s,
         bearer_token: token,
         ..Default::default()
     };
@@ -200,7 +205,8 @@ fn remote(replay: &mut Replay, every_ns: i64, url: &str, a: &ReplayArgs) -> Resu
     };
     let s = remote_write::replay(replay, every_ns, url, &o, &mut progress).with_context(|| {
         format!(
-            "remote_write to {url} (the first {} samples were accepted)",
+            "remote_write to {} (the first {} samples were accepted)",
+            redact_url(url),
             accepted.get()
         )
     })?;

@@ -98,11 +98,16 @@ pub fn parse_positive(s: &str, max: f64) -> Result<f64, ParseError> {
 
 /// Seconds as a float (`2.5`), within `min_s..=max_s` (at most [`MAX_SECONDS`]).
 pub fn parse_seconds(s: &str, min_s: f64, max_s: f64) -> Result<Duration, ParseError> {
-    let v = parse_number(s, min_s, max_s.min(MAX_SECONDS))?;
-    Duration::try_from_secs_f64(v).map_err(|_| ParseError::NumberRange {
+    let max_s = max_s.min(MAX_SECONDS);
+    let out_of_range = || ParseError::NumberRange {
         got: s.trim().into(),
-        range: format!("of seconds from {min_s} to {max_s}"),
-    })
+        range: format!("of seconds from {min_s} to {max_s} (a year at most)"),
+    };
+    let v = finite(s)?;
+    if v < min_s || v > max_s {
+        return Err(out_of_range());
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| out_of_range())
 }
 
 fn finite(s: &str) -> Result<f64, ParseError> {

@@ -14,15 +14,17 @@ pub struct Target {
 
 /// Parses `http://host[:port]/path`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
+    // Error messages name the URL without its credentials.
+    let shown = super::redact::redact_url(url);
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("'{url}': only http:// URLs are supported (put a relay in front of https)")
+        format!("'{shown}': only http:// URLs are supported (put a relay in front of https)")
     })?;
     let (host_port, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     if host_port.is_empty() {
-        return Err(format!("'{url}': no host"));
+        return Err(format!("'{shown}': no host"));
     }
     let host_port = if host_port
         .rsplit_once(':')
@@ -50,11 +52,10 @@ pub fn post(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Answer> {
-    let addr = t
-        .host_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{} resolves to nothing", t.host_port)))?;
+    let addr = t.host_port.to_socket_addrs()?.next().ok_or_else(|| {
+        let shown = super::redact::redact_url(&format!("http://{}", t.host_port));
+        std::io::Error::other(format!("{shown} resolves to nothing"))
+    })?;
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -97,5 +98,12 @@ mod tests {
         assert_eq!(super::parse_url("http://vm").unwrap().host_port, "vm:80");
         assert!(super::parse_url("https://x/").is_err());
         assert!(super::parse_url("http:///x").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_url_without_credentials() {
+        let e = super::parse_url("https://bob:hunter2@x/w?api_key=K3Y").unwrap_err();
+        assert!(!e.contains("hunter2") && !e.contains("K3Y"), "{e}");
+        assert!(e.contains("https://REDACTED@x/w?api_key=REDACTED"), "{e}");
     }
 }

@@ -131,7 +131,8 @@ pub fn replay(
         stats.samples += n;
         progress(stats.samples);
         if let Some(rate) = o.max_samples_per_s.filter(|r| *r > 0.0) {
-            let due = Duration::from_secs_f64(stats.samples as f64 / rate);
+            let due =
+                Duration::try_from_secs_f64(stats.samples as f64 / rate).unwrap_or(Duration::MAX);
             std::thread::sleep(due.saturating_sub(start.elapsed()));
         }
     }

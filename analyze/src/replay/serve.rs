@@ -12,18 +12,17 @@ use eco2ai_metrics::server::{Body, OnError};
 use super::Replay;
 use super::openmetrics::{Format, OpenMetricsSink};
 
-/// Parses `60x`, `60` or `0.5x`.
+/// Slowest and fastest playback; a factor beyond them is a typo (at 1e-300x one second of
+/// a run would last longer than a `Duration` can hold).
+pub const MIN_SPEED: f64 = 1e-3;
+pub const MAX_SPEED: f64 = 1e9;
+
+/// Parses `60x`, `60` or `0.5x`, from [`MIN_SPEED`] to [`MAX_SPEED`].
 pub fn parse_speed(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_end_matches(['x', 'X'])
-        .parse()
-        .map_err(|_| format!("--speed '{s}': expected a factor such as 60x"))?;
-    if v > 0.0 && v.is_finite() {
-        Ok(v)
-    } else {
-        Err(format!("--speed '{s}': must be a positive factor"))
-    }
+    let num = s.trim().trim_end_matches(['x', 'X']);
+    eco2ai_trace::parse::parse_number(num, MIN_SPEED, MAX_SPEED).map_err(|_| {
+        format!("expected a playback factor such as 60x, from {MIN_SPEED}x to {MAX_SPEED}x")
+    })
 }
 
 /// The serving replay; dropping it stops the server.
@@ -58,18 +57,25 @@ pub fn serve(
     let began = Instant::now();
     let runs = Arc::new(Mutex::new(runs));
     let body: Body = Arc::new(move || {
-        let now = first + (began.elapsed().as_nanos() as f64 * speed) as i64;
+        // `as` saturates; the add must too (a hostile meta.json's clocks).
+        let now = first.saturating_add((began.elapsed().as_nanos() as f64 * speed) as i64);
         match runs.lock() {
             Ok(mut r) => render(&mut r, now, stale_after_ns),
             Err(_) => String::new(),
         }
     });
+    let span_s = last.saturating_sub(first).max(0) as f64 / 1e9 / speed;
+    let duration = Duration::try_from_secs_f64(span_s)
+        .ok()
+        .filter(|d| *d <= eco2ai_trace::parse::MAX_DURATION)
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the runs span {span_s:.3e} s of wall time at {speed}x: more than a year; raise --speed"
+            ))
+        })?;
     let on_error: OnError = Arc::new(|_| {});
     let server = MetricsServer::start(addr, body, on_error)?;
-    Ok(Served {
-        server,
-        duration: Duration::from_secs_f64((last - first).max(0) as f64 / 1e9 / speed),
-    })
+    Ok(Served { server, duration })
 }
 
 #[cfg(test)]
@@ -80,5 +86,8 @@ mod tests {
         assert_eq!(super::parse_speed("2"), Ok(2.0));
         assert!(super::parse_speed("0x").is_err());
         assert!(super::parse_speed("fast").is_err());
+        for bad in ["1e-300x", "infx", "NaN", "1e300x", "-2x"] {
+            assert!(super::parse_speed(bad).is_err(), "{bad}");
+        }
     }
 }
