@@ -15,8 +15,8 @@ use crate::sensors::SensorConfig;
 pub enum ConfigError {
     #[error("--latency-target '{0}': expected HOST:PORT")]
     LatencyTarget(String),
-    #[error("invalid duration '{0}': expected a number with a unit, e.g. 500us, 20ms, 2s, 5m, 1h")]
-    Duration(String),
+    #[error(transparent)]
+    Parse(#[from] eco2ai_trace::parse::ParseError),
     #[error("{flag} must be between {min} and {max}, got {got}")]
     Range {
         flag: &'static str,
@@ -50,31 +50,24 @@ pub enum ConfigError {
     Uprobe(String),
 }
 
-/// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`.
+/// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`, up to a year (the shared parser:
+/// the analyzer reads durations the same way).
 pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| ConfigError::Duration(s.into()))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| ConfigError::Duration(s.into()))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(ConfigError::Duration(s.into())),
-    };
-    if !value.is_finite() {
-        return Err(ConfigError::Duration(s.into()));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
+    Ok(eco2ai_trace::parse::parse_duration(s)?)
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A duration where zero means nothing (how long to record, when a GPU is stale).
+fn positive_duration_arg(s: &str) -> Result<Duration, String> {
+    let d = eco2ai_trace::parse::parse_duration_in(
+        s,
+        Duration::from_millis(1),
+        eco2ai_trace::parse::MAX_DURATION,
+    );
+    d.map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -112,7 +105,7 @@ pub struct RecordArgs {
     #[arg(long)]
     pub gpus: Option<String>,
     /// Record for this long without a command (or the demo for this long).
-    #[arg(long, value_parser = duration_arg)]
+    #[arg(long, value_parser = positive_duration_arg)]
     pub duration: Option<Duration>,
     /// Record the built-in demo workload.
     #[arg(long)]
@@ -135,7 +128,7 @@ pub struct RecordArgs {
     #[arg(long = "latency-target")]
     pub latency_targets: Vec<String>,
     /// Stop exporting a GPU's series after this long without a sample (a lost GPU).
-    #[arg(long, value_parser = duration_arg, default_value = "60s")]
+    #[arg(long, value_parser = positive_duration_arg, default_value = "60s")]
     pub stale_after: Duration,
     /// Carbon budget of the run, for the budget metrics and alerts.
     #[arg(long)]
@@ -401,5 +394,13 @@ mod tests {
         for bad in ["10", "ms", "10 parsecs", "", "1e3s", "-5s"] {
             assert!(parse_duration(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        let err = parse_duration("99999999999999999999h").expect_err("past a year");
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!(positive_duration_arg("0s").is_err());
+        assert_eq!(positive_duration_arg("2s"), Ok(Duration::from_secs(2)));
     }
 }
