@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::heatmap::Cell;
+use crate::numfmt;
 use crate::report::{Analysis, Report};
 
 const W: f64 = 900.0;
@@ -26,6 +27,15 @@ fn open(title: &str, h: f64) -> String {
     )
 }
 
+/// `v` as a share of `top`, 0 where there is nothing to compare with.
+fn share(v: f64, top: f64) -> f64 {
+    if top > 0.0 && v.is_finite() {
+        (v / top).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// Blue (low) to red (high), for a value in [0, 1].
 fn color(f: f64) -> String {
     let f = f.clamp(0.0, 1.0);
@@ -37,14 +47,19 @@ fn color(f: f64) -> String {
     format!("rgb({:.0},{:.0},{:.0})", r, g, b)
 }
 
+/// A figure's label: three significant digits, trailing zeros dropped, k/M for large.
 fn fmt(v: f64) -> String {
+    let trim = |s: String| {
+        if s.contains('.') && !s.contains('e') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
     match v.abs() {
-        x if x >= 1e6 => format!("{:.2}M", v / 1e6),
-        x if x >= 1e3 => format!("{:.1}k", v / 1e3),
-        x if x >= 10.0 => format!("{v:.0}"),
-        x if x >= 0.01 => format!("{v:.2}"),
-        0.0 => "0".into(),
-        _ => format!("{v:.2e}"),
+        x if x >= 1e6 => format!("{}M", trim(numfmt::sig(v / 1e6, 3))),
+        x if x >= 1e4 => format!("{}k", trim(numfmt::sig(v / 1e3, 3))),
+        _ => trim(numfmt::sig(v, 3)),
     }
 }
 
@@ -65,11 +80,12 @@ pub fn power(a: &Analysis) -> String {
             (d.name.clone(), w.collect())
         })
         .collect();
-    let top = series
+    let peak = series
         .iter()
         .flat_map(|s| s.1.iter().copied())
-        .fold(1.0, f64::max)
-        * 1.1;
+        .fold(1.0, f64::max);
+    let (y_step, y_n) = numfmt::ticks(peak * 1.05, 4);
+    let top = y_step * y_n as f64;
     let (x0, x1, y0, y1) = (PAD, W - 20.0, H - 30.0, 35.0);
     let x = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
     let y = |w: f64| y0 - (y0 - y1) * w / top;
@@ -107,32 +123,44 @@ pub fn power(a: &Analysis) -> String {
             esc(name)
         );
     }
-    axes(&mut o, (x0, x1, y0, y1), top, (t1 - t0) as f64 / 1e9, "s");
+    axes(&mut o, (x0, x1, y0, y1), (y_step, y_n), (t1 - t0) as f64 / 1e9, "s");
     o.push_str("</svg>\n");
     o
 }
 
-fn axes(o: &mut String, (x0, x1, y0, y1): (f64, f64, f64, f64), top: f64, span: f64, unit: &str) {
+/// Axes with round ticks: `y` as (step, intervals) from 0 to the top of the plot, the x
+/// axis from 0 to `span` in `unit`.
+fn axes(
+    o: &mut String,
+    (x0, x1, y0, y1): (f64, f64, f64, f64),
+    (y_step, y_n): (f64, usize),
+    span: f64,
+    unit: &str,
+) {
     let _ = writeln!(
         o,
         "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"black\"/><line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{y1}\" stroke=\"black\"/>"
     );
-    for k in 0..=4 {
-        let f = k as f64 / 4.0;
-        let yy = y0 - (y0 - y1) * f;
-        let xx = x0 + (x1 - x0) * f;
+    for k in 0..=y_n {
+        let yy = y0 - (y0 - y1) * k as f64 / y_n as f64;
         let _ = writeln!(
             o,
             "<text x=\"{:.0}\" y=\"{yy:.0}\" text-anchor=\"end\">{}</text>",
             x0 - 4.0,
-            fmt(top * f)
+            fmt(y_step * k as f64)
         );
+    }
+    let (x_step, _) = numfmt::ticks(span, 6);
+    let mut k = 0.0;
+    while k * x_step <= span * (1.0 + 1e-9) && span > 0.0 {
+        let xx = x0 + (x1 - x0) * k * x_step / span;
         let _ = writeln!(
             o,
             "<text x=\"{xx:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{} {unit}</text>",
             y0 + 16.0,
-            fmt(span * f)
+            fmt(k * x_step)
         );
+        k += 1.0;
     }
 }
 
@@ -162,8 +190,7 @@ pub fn heatmap(cells: &[Cell]) -> String {
     let top = cells
         .iter()
         .map(value)
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
+        .fold(0.0, f64::max);
     let (cw, x0) = ((W - 120.0) / 24.0, 100.0);
     for h in 0..24 {
         let _ = writeln!(
@@ -187,7 +214,7 @@ pub fn heatmap(cells: &[Cell]) -> String {
                 "<rect x=\"{:.1}\" y=\"{yy:.1}\" width=\"{:.1}\" height=\"20\" fill=\"{}\"><title>{d} {}:00 {} ({} steps)</title></rect>",
                 x0 + cw * c.hour as f64,
                 cw - 1.0,
-                color(v / top),
+                color(share(v, top)),
                 c.hour,
                 fmt(v),
                 c.steps
@@ -240,8 +267,7 @@ pub fn steps_by_gpu(a: &Analysis) -> String {
         .iter()
         .flatten()
         .copied()
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
+        .fold(0.0, f64::max);
     let (x0, cw) = (80.0, (W - 100.0) / cols as f64);
     for (r, (&g, row)) in gpus.iter().zip(&bins).enumerate() {
         let yy = 40.0 + 18.0 * r as f64;
@@ -258,7 +284,7 @@ pub fn steps_by_gpu(a: &Analysis) -> String {
                 "<rect x=\"{:.2}\" y=\"{yy:.0}\" width=\"{:.2}\" height=\"16\" fill=\"{}\"/>",
                 x0 + cw * c as f64,
                 cw.max(0.5),
-                color(v / top)
+                color(share(*v, top))
             );
         }
     }
@@ -274,57 +300,72 @@ pub fn steps_by_gpu(a: &Analysis) -> String {
     o
 }
 
-/// Energy by device, and the CO2 and cost totals.
+/// Where the energy went and what it cost, one panel per unit: kWh by device and by
+/// activity (in steps, between steps), USD by kind, CO2 as its one figure. Bars are only
+/// compared within a panel (one unit, one scale).
 pub fn breakdown(r: &Report) -> String {
-    let mut bars: Vec<(String, f64, &str)> = r
+    let mut panels: Vec<(String, Vec<(String, f64)>)> = Vec::new();
+    let mut energy: Vec<(String, f64)> = r
         .devices
         .iter()
-        .map(|d| (format!("{} (kWh)", d.device), d.energy_kwh, "#1f77b4"))
+        .map(|d| (d.device.clone(), d.energy_kwh))
         .collect();
-    if let Some(c) = r.co2_kg {
-        bars.push(("CO2 (kg)".into(), c, "#2ca02c"));
+    if r.steps.count > 0 {
+        energy.push(("in steps".into(), r.steps.in_steps_kwh));
+        energy.push(("between steps".into(), r.steps.between_steps_kwh));
     }
-    for (name, v) in [
-        ("energy cost (USD)", r.cost.energy_usd),
-        ("compute cost (USD)", r.cost.compute_usd),
-    ] {
-        if let Some(v) = v {
-            bars.push((name.into(), v, "#ff7f0e"));
+    panels.push((format!("Energy (kWh, total {})", fmt(r.energy_kwh)), energy));
+    let cost: Vec<(String, f64)> = [
+        ("energy", r.cost.energy_usd),
+        ("compute (GPU hours)", r.cost.compute_usd),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| v.map(|v| (n.to_string(), v)))
+    .collect();
+    if !cost.is_empty() {
+        let total = cost.iter().map(|c| c.1).sum::<f64>();
+        panels.push((format!("Cost (USD, total {})", fmt(total)), cost));
+    }
+    let rows: usize = panels.iter().map(|p| p.1.len() + 1).sum();
+    let h = 50.0 + 24.0 * rows as f64 + 30.0;
+    let mut o = open("Energy, cost and CO2", h);
+    let (x0, x1) = (200.0, W - 120.0);
+    let mut yy = 35.0;
+    for (title, bars) in &panels {
+        let _ = writeln!(
+            o,
+            "<text x=\"{PAD}\" y=\"{:.0}\" font-weight=\"bold\">{}</text>",
+            yy + 15.0,
+            esc(title)
+        );
+        yy += 24.0;
+        let top = bars.iter().map(|b| b.1).fold(0.0, f64::max);
+        for (name, v) in bars {
+            let w = (x1 - x0) * share(*v, top);
+            let _ = writeln!(
+                o,
+                "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{x0}\" y=\"{yy:.0}\" width=\"{w:.1}\" height=\"18\" fill=\"#1f77b4\"/>\n<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+                x0 - 6.0,
+                yy + 15.0,
+                esc(name),
+                x0 + w + 6.0,
+                yy + 15.0,
+                fmt(*v)
+            );
+            yy += 24.0;
         }
     }
-    let h = 50.0 + 24.0 * bars.len() as f64 + 10.0;
-    let mut o = open("Energy, CO2 and cost", h);
-    let (x0, x1) = (200.0, W - 120.0);
-    for (i, (name, v, c)) in bars.iter().enumerate() {
-        // Each bar against the largest of its unit.
-        let unit = name.rsplit('(').next().unwrap_or("");
-        let top = bars
-            .iter()
-            .filter(|b| b.0.ends_with(unit))
-            .map(|b| b.1)
-            .fold(0.0, f64::max)
-            .max(f64::MIN_POSITIVE);
-        let yy = 35.0 + 24.0 * i as f64;
-        let w = (x1 - x0) * v / top;
-        let _ = writeln!(
-            o,
-            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>",
-            x0 - 6.0,
-            yy + 15.0,
-            esc(name)
-        );
-        let _ = writeln!(
-            o,
-            "<rect x=\"{x0}\" y=\"{yy:.0}\" width=\"{w:.1}\" height=\"18\" fill=\"{c}\"/>"
-        );
-        let _ = writeln!(
-            o,
-            "<text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
-            x0 + w + 6.0,
-            yy + 15.0,
-            fmt(*v)
-        );
-    }
+    let co2 = match (r.co2_kg, r.grid_intensity_g_per_kwh) {
+        (Some(c), Some(g)) => format!("CO2: {} at {} gCO2/kWh", numfmt::mass_kg(c), fmt(g)),
+        (Some(c), None) => format!("CO2: {} (time-varying intensity)", numfmt::mass_kg(c)),
+        _ => "CO2: no grid intensity given (--country, --region or --gco2-per-kwh)".into(),
+    };
+    let _ = writeln!(
+        o,
+        "<text x=\"{PAD}\" y=\"{:.0}\" font-weight=\"bold\">{}</text>",
+        yy + 15.0,
+        esc(&co2)
+    );
     o.push_str("</svg>\n");
     o
 }
@@ -335,8 +376,10 @@ mod tests {
     fn colours_and_numbers() {
         assert_eq!(super::color(0.0), "rgb(40,90,220)");
         assert_eq!(super::color(1.0), "rgb(255,90,30)");
-        assert_eq!(super::fmt(1234.0), "1.2k");
-        assert_eq!(super::fmt(0.5), "0.50");
+        assert_eq!(super::fmt(1234.0), "1234");
+        assert_eq!(super::fmt(12_500.0), "12.5k");
+        assert_eq!(super::fmt(0.5), "0.5");
+        assert_eq!(super::fmt(-0.0), "0");
         assert_eq!(super::esc("a<b&c"), "a&lt;b&amp;c");
     }
 }

@@ -1,5 +1,6 @@
-//! Efficiency by hour of day x day: samples per kWh of the steps that ended in each hour
-//! (UTC), grouped with polars so that a fleet's millions of steps group in one pass.
+//! Efficiency by hour of day x day: samples of the steps that ended in each hour (UTC)
+//! per kWh of that hour, grouped with polars so that a fleet's millions of steps group in one pass; and
+//! each hour's whole energy, from the devices' energy curves.
 
 use polars::prelude::*;
 use serde::Serialize;
@@ -23,46 +24,85 @@ fn civil(days: i64) -> String {
 
 /// Cells of the runs' steps, in time order.
 pub fn cells(runs: &[&Analysis]) -> PolarsResult<Vec<Cell>> {
-    let (mut day, mut hour, mut samples, mut joules) =
+    let (mut day, mut hour, mut samples, mut ones) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for a in runs {
-        for (s, e) in a.steps.iter().zip(&a.step_energy) {
-            let unix_s = (s.end_ns + a.mono_to_unix_ns).div_euclid(1_000_000_000);
+        for s in &a.steps {
+            let unix_s = s.end_ns.saturating_add(a.mono_to_unix_ns).div_euclid(1_000_000_000);
             day.push(unix_s.div_euclid(86_400));
             hour.push(unix_s.rem_euclid(86_400) / 3600);
             samples.push(s.samples.map(|n| n as f64));
-            joules.push(e.gpu_j + e.cpu_j);
+            ones.push(1u32);
         }
     }
-    let df = df!("day" => day, "hour" => hour, "samples" => samples, "j" => joules)?;
+    let df = df!("day" => day, "hour" => hour, "samples" => samples, "one" => ones)?;
     let out = df
         .lazy()
         .group_by([col("day"), col("hour")])
         .agg([
-            col("j").count().alias("steps"),
-            col("j").sum(),
+            col("one").count().alias("steps"),
             col("samples").sum(),
         ])
         .sort(["day", "hour"], SortMultipleOptions::default())
         .collect()?;
     let (d, h) = (out.column("day")?.i64()?, out.column("hour")?.i64()?);
-    let (n, j, s) = (
-        out.column("steps")?.u32()?,
-        out.column("j")?.f64()?,
-        out.column("samples")?.f64()?,
-    );
+    let (n, s) = (out.column("steps")?.u32()?, out.column("samples")?.f64()?);
     let mut cells = Vec::with_capacity(out.height());
+    let mut samples = Vec::with_capacity(out.height());
     for i in 0..out.height() {
-        let kwh = j.get(i).unwrap_or(0.0) / 3.6e6;
         cells.push(Cell {
             day: civil(d.get(i).unwrap_or(0)),
             hour: h.get(i).unwrap_or(0) as u32,
             steps: n.get(i).unwrap_or(0),
-            energy_kwh: kwh,
-            samples_per_kwh: s.get(i).filter(|x| *x > 0.0 && kwh > 0.0).map(|x| x / kwh),
+            energy_kwh: 0.0,
+            samples_per_kwh: None,
         });
+        samples.push(s.get(i).unwrap_or(0.0));
     }
+    add_hour_energy(runs, &mut cells);
+    // As the report counts it: samples over all the energy of the hour, not only the
+    // energy inside steps.
+    for (c, n) in cells.iter_mut().zip(samples) {
+        c.samples_per_kwh = (n > 0.0 && c.energy_kwh > 0.0).then(|| n / c.energy_kwh);
+    }
+    cells.sort_by(|x, y| (&x.day, x.hour).cmp(&(&y.day, y.hour)));
     Ok(cells)
+}
+
+/// Each cell's energy is all the energy of its hour (in steps or not), so a run with
+/// few or no steps still lands in the hours it ran; hours without steps get a cell too.
+fn add_hour_energy(runs: &[&Analysis], cells: &mut Vec<Cell>) {
+    const HOUR_NS: i64 = 3_600_000_000_000;
+    let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for a in runs {
+        let (t0, t1) = (a.start_ns.saturating_add(a.mono_to_unix_ns), a.end_ns.saturating_add(a.mono_to_unix_ns));
+        let mut h = t0.div_euclid(HOUR_NS);
+        // A run longer than ten years is not a run: bound the walk.
+        while h.saturating_mul(HOUR_NS) < t1 && h - t0.div_euclid(HOUR_NS) < 24 * 3660 {
+            let (a_ns, b_ns) = ((h * HOUR_NS).max(t0), ((h + 1) * HOUR_NS).min(t1));
+            let j = a.it_j(a_ns - a.mono_to_unix_ns, b_ns - a.mono_to_unix_ns);
+            *by_hour.entry(h).or_default() += j / 3.6e6;
+            h += 1;
+        }
+    }
+    let index: std::collections::HashMap<(String, u32), usize> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ((c.day.clone(), c.hour), i))
+        .collect();
+    for (h, kwh) in by_hour {
+        let (day, hour) = (civil(h.div_euclid(24)), h.rem_euclid(24) as u32);
+        match index.get(&(day.clone(), hour)) {
+            Some(&i) => cells[i].energy_kwh += kwh,
+            None => cells.push(Cell {
+                day,
+                hour,
+                steps: 0,
+                energy_kwh: kwh,
+                samples_per_kwh: None,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,19 +18,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// What a planned run will use and emit: GPU-hours x watts x PUE, times the grid.
+    #[command(after_help = "Example:\n  eco2ai-analyze footprint --gpu-hours 64 --watts 700 --pue 1.2 --country FR")]
     Footprint {
+        /// GPU-hours the run will take (GPUs x hours), e.g. 64.
         #[arg(long)]
         gpu_hours: f64,
+        /// Average power of one GPU in watts, e.g. 700.
         #[arg(long)]
         watts: f64,
+        /// Power usage effectiveness (facility / IT energy, >= 1), e.g. 1.2.
         #[arg(long, default_value_t = 1.0)]
         pue: f64,
-        /// ISO 3166 alpha-2 country.
+        /// ISO 3166 alpha-2 country whose grid intensity (gCO2/kWh) applies, e.g. FR.
         #[arg(long)]
         country: Option<String>,
-        /// Cloud region, provider:region.
+        /// Cloud region as provider:region, e.g. gcp:europe-west1.
         #[arg(long)]
         region: Option<String>,
+        /// A fixed grid intensity in gCO2 per kWh.
         #[arg(long)]
         gco2_per_kwh: Option<f64>,
         /// table or json
@@ -42,22 +47,30 @@ enum Cmd {
     Replay(replay_cmd::ReplayArgs),
     /// A run's energy per device and per step, samples/kWh, CO2, cost, budget and
     /// efficiency, as a table, JSON, or a directory of files (--out).
+    #[command(after_help = "Example:\n  eco2ai-analyze report runs/demo-20261203-120000-42 --country FR --price-per-kwh 0.18 --out reports")]
     Report(report_cmd::ReportArgs),
     /// Which of two runs is more efficient, and by how much.
+    #[command(after_help = "Example:\n  eco2ai-analyze compare runs/bert-bf16 runs/bert-fp32 --country FR")]
     Compare(report_cmd::CompareArgs),
     /// Write a synthetic run with a known power function (to try the analyzer, and for
     /// tests and benchmarks); prints the run directory.
+    #[command(after_help = "Example:\n  eco2ai-analyze synth /tmp/synth --gpus 8 --duration-s 600 && eco2ai-analyze report /tmp/synth")]
     Synth {
         /// Run directory to create.
         out: PathBuf,
+        /// Seed of the random power function (same seed, same run).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Length of the run in seconds.
         #[arg(long, default_value_t = 120.0)]
         duration_s: f64,
+        /// Number of GPUs.
         #[arg(long, default_value_t = 2)]
         gpus: u32,
+        /// Length of one step in milliseconds.
         #[arg(long, default_value_t = 100.0)]
         step_ms: f64,
+        /// Pause between steps in milliseconds.
         #[arg(long, default_value_t = 10.0)]
         gap_ms: f64,
         /// Also write each step's true GPU energy (CSV step,gpu_j) to this file.
@@ -65,6 +78,7 @@ enum Cmd {
         truth: Option<PathBuf>,
     },
     /// Whole-run energy per device, duration, and whether the run was cut off.
+    #[command(after_help = "Example:\n  eco2ai-analyze summary runs/demo-20261203-120000-42 --json")]
     Summary {
         run: PathBuf,
         /// JSON on stdout instead of a table.
@@ -138,6 +152,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", out.display());
         }
         Cmd::Summary { run, json } => {
+            report_cmd::must_exist(&run)?;
             let s = eco2ai_analyze::summary::summarise(&run)
                 .with_context(|| format!("reading run {}", run.display()))?;
             if json {

@@ -29,6 +29,8 @@ pub struct Options {
     pub price: Option<Rate>,
     pub gpu_hour_usd: Option<f64>,
     pub carbon_budget_kg: Option<f64>,
+    /// Where the intensity comes from, in words (flag or run label, and the table).
+    pub intensity_source: Option<String>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             price: None,
             gpu_hour_usd: None,
             carbon_budget_kg: None,
+            intensity_source: None,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Analysis {
     pub gpu_util_mean_pct: Option<f64>,
     /// The recorded process tree's share of the machine's CPU time.
     pub cpu_job_share: Option<f64>,
+    /// The run's meta.json (command, host, sensors, labels), for the report's header.
+    pub meta: eco2ai_trace::Meta,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +113,11 @@ fn job_share(run: &Run) -> Result<Option<f64>, TraceError> {
 pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
     let run = Run::open(dir)?;
     let m = run.meta().clone();
-    let (devices, quality, gpu_util_mean_pct) = energy::devices(&run)?;
+    let (devices, mut quality, gpu_util_mean_pct) = energy::devices(&run)?;
     if devices.is_empty() {
         return Err(AnalysisError::NoEnergy);
     }
-    let steps = energy::steps(&run)?;
+    let steps = energy::steps(&run, &mut quality)?;
     let step_energy = energy::attribute(&devices, &steps);
     let last = devices
         .iter()
@@ -138,10 +143,28 @@ pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
         steps,
         step_energy,
         quality,
+        meta: m,
     })
 }
 
 impl Analysis {
+    /// IT energy over the union of the steps' spans, J (steps are in begin order).
+    pub fn in_steps_j(&self) -> f64 {
+        let mut total = 0.0;
+        let mut open: Option<(i64, i64)> = None;
+        for s in &self.steps {
+            open = match open {
+                Some((b, e)) if s.begin_ns <= e => Some((b, e.max(s.end_ns))),
+                Some((b, e)) => {
+                    total += self.it_j(b, e);
+                    Some((s.begin_ns, s.end_ns))
+                }
+                None => Some((s.begin_ns, s.end_ns)),
+            };
+        }
+        total + open.map_or(0.0, |(b, e)| self.it_j(b, e))
+    }
+
     /// IT energy (GPUs + CPU) in [a, b], J.
     pub fn it_j(&self, a: i64, b: i64) -> f64 {
         let gpu: f64 = self
@@ -245,6 +268,8 @@ pub struct Report {
     pub pue: f64,
     pub co2_kg: Option<f64>,
     pub grid_intensity_g_per_kwh: Option<f64>,
+    /// Where the grid intensity comes from (a flag or the run's label, and its table).
+    pub grid_intensity_source: Option<String>,
     pub samples: Option<u64>,
     pub tokens: Option<u64>,
     pub samples_per_kwh: Option<f64>,
@@ -279,13 +304,16 @@ fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
 fn step_stats(a: &Analysis) -> StepStats {
     let dur = sorted(a.steps.iter().map(|s| (s.end_ns - s.begin_ns) as f64 / 1e9));
     let ej = sorted(a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j));
-    let in_steps: f64 = ej.iter().sum();
+    let sum_j: f64 = ej.iter().sum();
+    // The energy of the time covered by steps, each instant once: overlapping steps
+    // never make "in steps" more than the devices spent.
+    let in_steps = a.in_steps_j();
     let total = a.it_j(a.start_ns, a.end_ns);
     StepStats {
         count: a.steps.len(),
         p50_s: quantile(&dur, 0.5),
         p95_s: quantile(&dur, 0.95),
-        energy_j_mean: (!ej.is_empty()).then(|| in_steps / ej.len() as f64),
+        energy_j_mean: (!ej.is_empty()).then(|| sum_j / ej.len() as f64),
         energy_j_p50: quantile(&ej, 0.5),
         energy_j_p95: quantile(&ej, 0.95),
         in_steps_kwh: in_steps / J_PER_KWH,
@@ -311,7 +339,7 @@ fn budget(a: &Analysis, o: &Options, co2_kg: Option<f64>) -> Option<Budget> {
         budget_kg: b,
         remaining_kg: b - co2,
         exceeded_at_step: exceeded,
-        projected_step: per_step.map(|p| first + (b / p).ceil() as u64),
+        projected_step: per_step.map(|p| first.saturating_add((b / p).ceil() as u64)),
     })
 }
 
@@ -377,7 +405,8 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
     };
     let sum = |f: fn(&Step) -> Option<u64>| {
         let v: Vec<u64> = a.steps.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<u64>())
+        // Saturating: counts come from the recorded process (u64::MAX must not panic).
+        (!v.is_empty()).then(|| v.iter().fold(0u64, |t, n| t.saturating_add(*n)))
     };
     let (samples, tokens) = (sum(|s| s.samples), sum(|s| s.tokens));
     let per_kwh = |n: Option<u64>| n.filter(|_| kwh > 0.0).map(|n| n as f64 / kwh);
@@ -401,6 +430,7 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         pue: o.pue,
         co2_kg,
         grid_intensity_g_per_kwh: co2_kg.filter(|_| kwh > 0.0).map(|c| c * 1000.0 / kwh),
+        grid_intensity_source: o.intensity_source.clone(),
         samples,
         tokens,
         samples_per_kwh: per_kwh(samples),

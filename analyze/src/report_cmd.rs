@@ -9,33 +9,44 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use eco2ai_analyze::report::{self, Analysis, Options, Rate, Report};
 use eco2ai_analyze::report_text;
-use eco2ai_analyze::series::Series;
+use eco2ai_analyze::series::{Kind, Series};
 use eco2ai_analyze::{heatmap, html};
 
-/// Grid, prices and budget, shared by `report` and `compare`.
+/// Grid, prices and budget, shared by `report` and `compare`. The grid intensity is the
+/// one flag given of --intensity-series, --gco2-per-kwh, --region and --country (two are
+/// refused), else the run's own region, else its country label; with none, no CO2.
 #[derive(Args, Clone)]
 pub struct Pricing {
-    /// ISO 3166 alpha-2 country for the grid intensity (default: the run's label).
+    /// ISO 3166 alpha-2 country whose grid intensity (gCO2/kWh, datasets/grid_intensity_by_country.csv)
+    /// applies, e.g. FR (default: the run's label).
     #[arg(long)]
     country: Option<String>,
-    /// Cloud region, provider:region (default: the run's label).
+    /// Cloud region as provider:region, e.g. gcp:europe-west1, whose grid intensity
+    /// (gCO2/kWh) applies (default: the run's label).
     #[arg(long)]
     region: Option<String>,
-    /// A fixed grid intensity, gCO2/kWh.
+    /// A fixed grid intensity in gCO2 per kWh, e.g. 41.4.
     #[arg(long)]
     gco2_per_kwh: Option<f64>,
-    /// CSV of timestamp,gCO2/kWh applied at each moment of the run.
+    /// CSV of timestamp,gCO2_per_kWh (Unix seconds or RFC 3339 UTC), each value in force
+    /// from its timestamp to the next.
     #[arg(long)]
     intensity_series: Option<PathBuf>,
+    /// Power usage effectiveness of the data centre (facility energy / IT energy, >= 1),
+    /// e.g. 1.2; it multiplies energy before CO2 and energy cost.
     #[arg(long, default_value_t = 1.0)]
     pue: f64,
+    /// Electricity price in USD per kWh of facility energy, e.g. 0.18.
     #[arg(long)]
     price_per_kwh: Option<f64>,
-    /// CSV of timestamp,USD/kWh (time-of-use tariff).
+    /// CSV of timestamp,USD_per_kWh (Unix seconds or RFC 3339 UTC): a time-of-use tariff.
     #[arg(long)]
     price_series: Option<PathBuf>,
+    /// Compute price in USD per GPU-hour (cloud rental), e.g. 2.5; adds GPUs x hours x rate.
     #[arg(long)]
     gpu_hour_usd: Option<f64>,
+    /// Carbon budget of the run in kg CO2e, e.g. 5; the report says at which step it was
+    /// (or would be) exceeded. Needs a grid intensity.
     #[arg(long)]
     carbon_budget_kg: Option<f64>,
 }
@@ -74,6 +85,21 @@ fn non_negative(flag: &str, v: Option<f64>) -> Result<()> {
     }
 }
 
+/// A checked series, its notes (unit read, coverage of the run) said on stderr.
+fn series(f: &Path, kind: Kind, a: &Analysis) -> Result<Series> {
+    let (s, mut notes) = Series::read_checked(f, kind)?;
+    let off = a.mono_to_unix_ns;
+    let span = (a.start_ns.saturating_add(off), a.end_ns.saturating_add(off));
+    notes.extend(
+        s.coverage_note(span.0, span.1)
+            .map(|n| format!("{}: {n}", f.display())),
+    );
+    for n in notes {
+        eprintln!("eco2ai-analyze: note: {n}");
+    }
+    Ok(s)
+}
+
 /// Options for one run: flags first, then the run's own country/region labels.
 fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
     let lookup_country = |c: &str| {
@@ -85,28 +111,39 @@ fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
         eco2ai_trace::grid::region_g_per_kwh(r)
             .with_context(|| format!("unknown region '{r}': expected provider:region from datasets/cloud_region_intensity.csv"))
     };
-    let intensity = if let Some(f) = &p.intensity_series {
-        Some(Rate::Series(Series::read(f)?))
+    let label = |flag: bool| if flag { "--" } else { "the run's label " };
+    let (intensity, source) = if let Some(f) = &p.intensity_series {
+        let src = format!("--intensity-series {}", f.display());
+        (Some(Rate::Series(series(f, Kind::Intensity, a)?)), Some(src))
     } else if let Some(g) = p.gco2_per_kwh {
-        Some(Rate::Fixed(g))
+        (Some(Rate::Fixed(g)), Some("--gco2-per-kwh".to_string()))
     } else if let Some(r) = p.region.as_deref().or(if p.country.is_none() {
         a.region.as_deref()
     } else {
         None
     }) {
-        Some(Rate::Fixed(lookup_region(r)?))
+        let src = format!(
+            "{}region {r} (datasets/cloud_region_intensity.csv)",
+            label(p.region.is_some())
+        );
+        (Some(Rate::Fixed(lookup_region(r)?)), Some(src))
     } else if let Some(c) = p.country.as_deref().or(a.country.as_deref()) {
-        Some(Rate::Fixed(lookup_country(c)?))
+        let src = format!(
+            "{}country {c} (datasets/grid_intensity_by_country.csv)",
+            label(p.country.is_some())
+        );
+        (Some(Rate::Fixed(lookup_country(c)?)), Some(src))
     } else {
-        None
+        (None, None)
     };
     let price = match (&p.price_series, p.price_per_kwh) {
-        (Some(f), _) => Some(Rate::Series(Series::read(f)?)),
+        (Some(f), _) => Some(Rate::Series(series(f, Kind::Price, a)?)),
         (None, Some(v)) => Some(Rate::Fixed(v)),
         _ => None,
     };
     Ok(Options {
         intensity,
+        intensity_source: source,
         pue: p.pue,
         price,
         gpu_hour_usd: p.gpu_hour_usd,
@@ -126,18 +163,46 @@ fn check(p: &Pricing, format: &str) -> Result<()> {
     if !(p.pue >= 1.0 && p.pue.is_finite()) {
         bail!("--pue must be at least 1, got {}", p.pue);
     }
+    let grids = [
+        p.country.is_some(),
+        p.region.is_some(),
+        p.gco2_per_kwh.is_some(),
+        p.intensity_series.is_some(),
+    ];
+    if grids.iter().filter(|g| **g).count() > 1 {
+        bail!(
+            "give one grid intensity: --country, --region, --gco2-per-kwh or --intensity-series"
+        );
+    }
+    if p.price_per_kwh.is_some() && p.price_series.is_some() {
+        bail!("give one price: --price-per-kwh or --price-series");
+    }
     if !["table", "json", "html"].contains(&format) {
         bail!("--format must be table, json or html, got '{format}'");
     }
     Ok(())
 }
 
+/// A run path the user typed: one that does not exist is said so, before the trace
+/// reader calls it "not a run directory".
+pub fn must_exist(dir: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        bail!("{} does not exist", dir.display());
+    }
+    Ok(())
+}
+
 fn load(dir: &Path) -> Result<Analysis> {
+    must_exist(dir)?;
     report::analyse(dir).with_context(|| format!("reading run {}", dir.display()))
 }
 
 fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
-    let dir = out.join(&a.run_id);
+    // The run id comes from the run's meta.json: it must not lead outside `out`.
+    let id = eco2ai_trace::validate_run_id(&a.run_id).context(
+        "refusing to write the report directory: the run's meta.json has an unsafe run_id",
+    )?;
+    let dir = out.join(id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
     let mut csv = String::from("step,begin_unix_s,end_unix_s,duration_s,samples,loss,gpu_j,cpu_j");
@@ -173,7 +238,7 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
             .with_context(|| format!("drawing {name} as PNG"))?;
         std::fs::write(dir.join(name).with_extension("png"), png)?;
     }
-    std::fs::write(dir.join("report.html"), html::page(r, &figs))?;
+    std::fs::write(dir.join("report.html"), html::page(a, r, &figs))?;
     let mut hm = String::from("day,hour,steps,energy_kwh,samples_per_kwh\n");
     for c in &cells {
         let spk = c
@@ -191,6 +256,17 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
 
 pub fn run_report(a: ReportArgs) -> Result<()> {
     check(&a.pricing, &a.format)?;
+    refuse_duplicates(&a.runs)?;
+    if a.out.is_some() {
+        // Every run's id is checked before the first report directory is written.
+        for dir in &a.runs {
+            let meta = eco2ai_trace::Meta::read(dir)
+                .with_context(|| format!("reading run {}", dir.display()))?;
+            eco2ai_trace::validate_run_id(&meta.run_id).with_context(|| {
+                format!("refusing --out: run {} has an unsafe run_id", dir.display())
+            })?;
+        }
+    }
     let mut reports = Vec::new();
     // SAFETY: isatty has no preconditions.
     let progress = a.runs.len() > 1 && unsafe { libc::isatty(2) } == 1;
@@ -210,7 +286,7 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         }
         if a.format == "html" {
             let cells = heatmap::cells(&[&an])?;
-            print!("{}", html::page(&r, &html::figures(&an, &r, &cells)));
+            print!("{}", html::page(&an, &r, &html::figures(&an, &r, &cells)));
         }
         reports.push(r);
     }
@@ -256,12 +332,53 @@ fn fleet(reports: &[Report]) -> serde_json::Value {
     })
 }
 
+/// The GPUs and CPU of a run, as one line.
+fn hardware(a: &Analysis) -> String {
+    let mut gpus: Vec<&str> = a.meta.gpus.iter().map(|g| g.name.as_str()).collect();
+    gpus.sort_unstable();
+    let n = gpus.len();
+    gpus.dedup();
+    let gpus = match (n, gpus.as_slice()) {
+        (0, _) => "no GPU".to_string(),
+        (n, [one]) => format!("{n} x {one}"),
+        (_, many) => many.join(" + "),
+    };
+    format!("{gpus}, {}", a.meta.cpu_model)
+}
+
+/// A warning when two runs did not run on like hardware: their ratio then measures the
+/// machines as much as the training.
+fn unlike_hardware(x: &Analysis, y: &Analysis) -> Option<String> {
+    let (hx, hy) = (hardware(x), hardware(y));
+    (hx != hy).then(|| format!("unlike hardware: A ran on {hx}; B on {hy}"))
+}
+
+/// Each run once: a run given twice would be counted twice in the totals.
+fn refuse_duplicates(runs: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
+    for r in runs {
+        must_exist(r)?;
+        let canon = std::fs::canonicalize(r).with_context(|| format!("resolving {}", r.display()))?;
+        if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canon) {
+            bail!(
+                "{} is given twice (as {} and {}): each run is counted once",
+                canon.display(),
+                first.display(),
+                r.display()
+            );
+        }
+        seen.push((canon, r));
+    }
+    Ok(())
+}
+
 pub fn run_compare(a: CompareArgs) -> Result<()> {
     check(&a.pricing, &a.format)?;
     let (x, y) = (load(&a.a)?, load(&a.b)?);
     let rx = report::report(&x, &options(&a.pricing, &x)?);
     let ry = report::report(&y, &options(&a.pricing, &y)?);
-    let c = report_text::compare(&rx, &ry);
+    let mut c = report_text::compare(&rx, &ry);
+    c.warnings.extend(unlike_hardware(&x, &y));
     if a.format == "json" {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {

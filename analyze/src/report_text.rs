@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::numfmt::{fixed, kwh, mass_kg, sig, thousands};
 use crate::report::Report;
 
 fn opt(v: Option<f64>, digits: usize, unit: &str) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}{unit}"))
+    v.map_or_else(|| "-".into(), |v| format!("{}{unit}", fixed(v, digits)))
 }
 
 pub fn table(r: &Report) -> String {
@@ -21,37 +22,49 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(o, "duration     {:.1} s", r.duration_s);
     let _ = writeln!(
         o,
-        "energy       {:.6} kWh (GPU {:.6}, CPU {:.6}, PUE {:.2})",
-        r.energy_kwh, r.gpu_energy_kwh, r.cpu_energy_kwh, r.pue
+        "energy       {} kWh (GPU {}, CPU {}, PUE {})",
+        fixed(r.energy_kwh, 6),
+        fixed(r.gpu_energy_kwh, 6),
+        fixed(r.cpu_energy_kwh, 6),
+        fixed(r.pue, 2)
     );
     for d in &r.devices {
         let _ = writeln!(
             o,
-            "  {:<10} {:>12.6} kWh  {} ({})",
-            d.device, d.energy_kwh, d.method, d.source
+            "  {:<10} {:>12} kWh  {} ({})",
+            d.device,
+            fixed(d.energy_kwh, 6),
+            d.method,
+            d.source
         );
     }
     let _ = writeln!(
         o,
         "CO2          {} at {}",
-        opt(r.co2_kg, 6, " kg"),
+        r.co2_kg.map_or_else(|| "-".into(), mass_kg),
         opt(r.grid_intensity_g_per_kwh, 1, " g/kWh")
     );
     let s = &r.steps;
     let _ = writeln!(
         o,
-        "steps        {} (p50 {}, p95 {}; {} per step; {:.6} kWh in steps, {:.6} between)",
-        s.count,
+        "steps        {} (p50 {}, p95 {})",
+        thousands(s.count as f64),
         opt(s.p50_s, 4, " s"),
         opt(s.p95_s, 4, " s"),
+    );
+    let _ = writeln!(
+        o,
+        "energy/step  mean {}, p50 {}, p95 {}; {} in steps, {} between",
         opt(s.energy_j_mean, 2, " J"),
-        s.in_steps_kwh,
-        s.between_steps_kwh
+        opt(s.energy_j_p50, 2, " J"),
+        opt(s.energy_j_p95, 2, " J"),
+        kwh(s.in_steps_kwh),
+        kwh(s.between_steps_kwh)
     );
     let _ = writeln!(
         o,
         "samples/kWh  {}   J/sample {}",
-        opt(r.samples_per_kwh, 0, ""),
+        r.samples_per_kwh.map_or_else(|| "-".into(), thousands),
         opt(r.j_per_sample, 3, "")
     );
     let c = &r.cost;
@@ -71,23 +84,36 @@ pub fn table(r: &Report) -> String {
         };
         let _ = writeln!(
             o,
-            "budget       {:.3} kg, {:.6} kg left, {when}",
-            b.budget_kg, b.remaining_kg
+            "budget       {}, {} left, {when}",
+            mass_kg(b.budget_kg),
+            mass_kg(b.remaining_kg)
         );
     }
     let _ = writeln!(o, "efficiency   {}", opt(r.efficiency.score, 3, ""));
     if let Some(est) = r.sources.get("estimated") {
         let _ = writeln!(o, "estimated    {}", est.join(", "));
     }
-    let q = &r.quality;
-    if q.counter_resets + q.dropped_readings + q.timestamps_out_of_order > 0 {
-        let _ = writeln!(
-            o,
-            "data         {} counter resets repaired, {} readings dropped (NaN/duplicate), {} timestamps out of order",
-            q.counter_resets, q.dropped_readings, q.timestamps_out_of_order
-        );
-    }
+    data_line(&mut o, &r.quality);
     o
+}
+
+/// What was repaired or left out of the trace, when anything was.
+fn data_line(o: &mut String, q: &crate::energy::Quality) {
+    let notes: Vec<String> = [
+        (q.counter_resets, "counter resets repaired"),
+        (q.dropped_readings, "readings dropped (NaN/duplicate)"),
+        (q.timestamps_out_of_order, "timestamps out of order"),
+        (q.counter_glitches, "impossible counter jumps bridged with the power curve"),
+        (q.steps_outside_run, "step rows outside the run left out"),
+        (q.overlapping_steps, "overlapping steps of one process (a data error)"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(o, "data         {}", notes.join(", "));
+    }
 }
 
 /// One figure of two runs and how B compares with A (B / A).
@@ -110,6 +136,8 @@ pub struct Comparison {
     pub more_efficient: Option<String>,
     /// How much more efficient, as a ratio >= 1.
     pub by: Option<f64>,
+    /// What makes the comparison less than like for like (hardware that differs).
+    pub warnings: Vec<String>,
 }
 
 pub fn compare(a: &Report, b: &Report) -> Comparison {
@@ -172,14 +200,18 @@ pub fn compare(a: &Report, b: &Report) -> Comparison {
         }),
         by: verdict.map(|v| v.1),
         lines,
+        warnings: Vec::new(),
     }
 }
 
 pub fn comparison_table(c: &Comparison) -> String {
     let mut o = String::new();
+    for w in &c.warnings {
+        let _ = writeln!(o, "warning: {w}");
+    }
     let _ = writeln!(o, "{:<18} {:>16} {:>16} {:>8}", "", c.a, c.b, "B/A");
     for l in &c.lines {
-        let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.6}"));
+        let f = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| sig(v, 6));
         let _ = writeln!(
             o,
             "{:<18} {:>16} {:>16} {:>8}",

@@ -13,7 +13,7 @@ fn errors(spec: &Spec) -> (f64, f64, usize) {
     let truth = synth::generate(&dir, spec).unwrap();
     let run = Run::open(&dir).unwrap();
     let (devices, quality, _) = energy::devices(&run).unwrap();
-    let steps = energy::steps(&run).unwrap();
+    let steps = energy::steps(&run, &mut Default::default()).unwrap();
     assert_eq!(steps.len(), truth.steps.len());
     let got = energy::attribute(&devices, &steps);
     let (mut worst, mut total_err) = (0.0f64, 0.0f64);
@@ -106,7 +106,7 @@ fn real_h200_steps_of_one_kind_agree() {
     // The counter's total, plus the power past its last reading (under a second).
     let total = gpu.curve.total();
     assert!(total >= 26426.176 && total < 26426.176 * 1.001, "{total}");
-    let steps = energy::steps(&run).unwrap();
+    let steps = energy::steps(&run, &mut Default::default()).unwrap();
     let got = energy::attribute(&devices, &steps);
     // Phases from the workload's own log: 131 long, 1305 short, 38 gapped steps.
     let phase = |range: std::ops::Range<usize>| {
@@ -188,7 +188,7 @@ fn zeus_profiles_come_back_window_by_window() {
         synth::generate_with(&tmp.path().join("r"), &spec, &profile, &spans).unwrap();
         let run = Run::open(&tmp.path().join("r")).unwrap();
         let (devices, _, _) = energy::devices(&run).unwrap();
-        let got = energy::attribute(&devices, &energy::steps(&run).unwrap());
+        let got = energy::attribute(&devices, &energy::steps(&run, &mut Default::default()).unwrap());
         assert_eq!(got.len(), rows.len(), "{}", f.display());
         for (k, r) in rows.iter().enumerate() {
             for g in 0..gpus as usize {

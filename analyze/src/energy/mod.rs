@@ -35,7 +35,17 @@ pub struct Quality {
     pub counter_resets: usize,
     pub dropped_readings: usize,
     pub timestamps_out_of_order: usize,
+    /// Counter readings no GPU can reach (a jump above twice the board's power limit),
+    /// left out so that the curve follows the power there.
+    pub counter_glitches: usize,
+    /// Step rows outside the run's time span (or ending before they begin), left out.
+    pub steps_outside_run: usize,
+    /// Steps of the one process that overlap the one before.
+    pub overlapping_steps: usize,
 }
+
+/// How far outside the run's span a step row may lie (clocks read a little apart).
+const STEP_SLACK_NS: i64 = 60_000_000_000;
 
 fn out_of_order(ts: &[i64]) -> usize {
     ts.windows(2).filter(|w| w[1] < w[0]).count()
@@ -164,7 +174,37 @@ fn from_zero(counter: &mut Vec<(i64, f64)>, start_ns: i64) {
     }
 }
 
-fn gpu_devices(scan: gpu_scan::Scan, start_ns: i64, q: &mut Quality) -> Vec<Device> {
+/// A counter reading is a glitch when reaching it from the last good one would take
+/// more than this many times the board's power limit.
+const GLITCH_LIMIT_FACTOR: f64 = 2.0;
+/// The power limit assumed where meta.json has none (above any board sold today).
+const UNKNOWN_LIMIT_W: f64 = 1500.0;
+
+/// Leaves out counter readings that jump up faster than `max_w` allows from the last
+/// good reading (a 2^63 spike, a corrupt row); the curve follows the power across them.
+/// A drop is left alone: it is a reset, repaired by the curve. Returns how many.
+fn drop_glitches(counter: &mut Vec<(i64, f64)>, max_w: f64) -> usize {
+    let before = counter.len();
+    let mut last: Option<(i64, f64)> = None;
+    counter.retain(|&(t, c)| {
+        let ok = last.is_none_or(|(lt, lc)| {
+            let dt_s = ((t - lt) as f64 / 1e9).max(0.01);
+            c - lc <= max_w * dt_s + 1.0
+        });
+        if ok {
+            last = Some((t, c));
+        }
+        ok
+    });
+    before - counter.len()
+}
+
+fn gpu_devices(
+    scan: gpu_scan::Scan,
+    start_ns: i64,
+    limits_w: &BTreeMap<u32, f64>,
+    q: &mut Quality,
+) -> Vec<Device> {
     q.timestamps_out_of_order += scan.counter_out_of_order;
     let mut out = Vec::new();
     for (g, mut r) in scan.gpus {
@@ -177,6 +217,8 @@ fn gpu_devices(scan: gpu_scan::Scan, start_ns: i64, q: &mut Quality) -> Vec<Devi
         let mut power = polls.kept;
         let mut dropped = polls.dropped + curve::clean(&mut power);
         dropped += curve::clean(&mut r.counter_j);
+        let limit_w = limits_w.get(&g).copied().unwrap_or(UNKNOWN_LIMIT_W);
+        q.counter_glitches += drop_glitches(&mut r.counter_j, limit_w * GLITCH_LIMIT_FACTOR);
         from_zero(&mut r.counter_j, start_ns);
         let (points, period, refreshes) = reconstruct(&power);
         drop(power);
@@ -246,7 +288,14 @@ pub fn devices(run: &Run) -> Result<(Vec<Device>, Quality, Option<f64>), TraceEr
     let mut q = Quality::default();
     let scan = gpu_scan::scan(run)?;
     let util = (scan.util_n > 0).then(|| scan.util_sum / scan.util_n as f64);
-    let mut d = gpu_devices(scan, run.meta().start_ns, &mut q);
+    let limits_w: BTreeMap<u32, f64> = run
+        .meta()
+        .gpus
+        .iter()
+        .filter_map(|g| Some((g.index, f64::from(g.power_limit_mw?) / 1e3)))
+        .filter(|(_, w)| *w > 0.0)
+        .collect();
+    let mut d = gpu_devices(scan, run.meta().start_ns, &limits_w, &mut q);
     d.extend(cpu_devices(run, &mut q)?);
     Ok((d, q, util))
 }
@@ -256,16 +305,23 @@ pub type Step = eco2ai_trace::StepRow;
 
 /// The steps of the run's main process (the one with most steps: under DDP each rank
 /// marks the same steps, and node-level energy is attributed once), in order.
-pub fn steps(run: &Run) -> Result<Vec<Step>, TraceError> {
+pub fn steps(run: &Run, q: &mut Quality) -> Result<Vec<Step>, TraceError> {
+    let m = run.meta();
+    // Steps lie inside the run; a minute of slack for clocks read a little apart. Rows
+    // outside (a forged or corrupt timestamp) are left out and counted.
+    let lo = m.start_ns.saturating_sub(STEP_SLACK_NS);
+    let hi = m.end_ns.map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS));
     let mut all = Vec::new();
     for b in run.read_table(Table::Steps)?.batches {
         for r in eco2ai_trace::from_batch::step_rows(&b) {
-            if r.end_ns >= r.begin_ns {
-                all.push(Step {
-                    loss: r.loss.filter(|l| l.is_finite()),
-                    ..r
-                });
+            if r.end_ns < r.begin_ns || r.begin_ns < lo || r.end_ns > hi {
+                q.steps_outside_run += 1;
+                continue;
             }
+            all.push(Step {
+                loss: r.loss.filter(|l| l.is_finite()),
+                ..r
+            });
         }
     }
     let mut count: BTreeMap<u32, usize> = BTreeMap::new();
@@ -278,6 +334,12 @@ pub fn steps(run: &Run) -> Result<Vec<Step>, TraceError> {
         .map(|(p, _)| *p);
     all.retain(|s| Some(s.pid) == main);
     all.sort_by_key(|s| s.begin_ns);
+    // One process runs one step at a time: an overlap is a data error (said, and the
+    // "in steps" energy counts each instant once).
+    q.overlapping_steps += all
+        .windows(2)
+        .filter(|w| w[1].begin_ns < w[0].end_ns)
+        .count();
     Ok(all)
 }
 
