@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use wire::{Eco2aiStep, Event, EventKind};
 
-/// Environment variable naming the probe's socket (`@name` = abstract namespace).
+/// Environment variable naming the probe's socket: a path (the probe binds one in a
+/// private directory and checks each sender); `@name` (abstract namespace) is still
+/// accepted for older probes.
 pub const ENV_SOCKET: &str = "ECO2AI_MARKER_SOCKET";
 
 /// The probe's socket, looked up from the environment at the first call after load or

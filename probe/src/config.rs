@@ -48,6 +48,8 @@ pub enum ConfigError {
         "invalid --uprobe '{0}': expected LIB:SYMBOL such as libcuda.so:cuLaunchKernel (at most 4)"
     )]
     Uprobe(String),
+    #[error("--run-id: {0}")]
+    RunId(#[from] eco2ai_trace::RunIdError),
 }
 
 /// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`, up to a year (the shared parser:
@@ -290,6 +292,10 @@ impl RecordArgs {
     }
 
     pub fn validate(self) -> Result<RecordConfig, ConfigError> {
+        // The run id becomes OUT/<run id>: one safe path component, or nothing is written.
+        if let Some(id) = &self.run_id {
+            eco2ai_trace::validate_run_id(id)?;
+        }
         if let Some(c) = &self.country
             && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
         {

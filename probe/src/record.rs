@@ -43,12 +43,13 @@ fn build_meta(
     gpus: Vec<eco2ai_trace::GpuInfo>,
     tdp: Option<f64>,
 ) -> Meta {
-    let project = cfg
-        .labels
-        .project_name
-        .clone()
-        .unwrap_or_else(|| "run".into());
     let run_id = cfg.run_id.clone().unwrap_or_else(|| {
+        // The project is free text: keep only what is safe in one path component.
+        let project = eco2ai_trace::run_id::sanitize_run_id_part(
+            cfg.labels.project_name.as_deref().unwrap_or("run"),
+            64,
+            "run",
+        );
         format!(
             "{project}-{}-{}",
             utc_stamp(unix_ns() / 1_000_000_000),
@@ -115,6 +116,8 @@ pub struct Outcome {
 }
 
 pub fn record(cfg: RecordConfig) -> Result<Outcome> {
+    // Marker events stamped before this moment are refused as forged.
+    markers::mark_probe_start();
     let argv = argv(&cfg.workload)?;
     if let Some(a) = &argv {
         runner::resolve(&a[0])?;
@@ -148,6 +151,8 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
             _ => {}
         }
     }
+    // Checked in the config already; again here, where it is joined to a path.
+    eco2ai_trace::validate_run_id(&meta.run_id)?;
     let dir = cfg.out.join(&meta.run_id);
     let writer = TraceWriter::create(&dir, meta)
         .with_context(|| format!("cannot create run directory {}", dir.display()))?;
@@ -297,7 +302,11 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
     if !cfg.step_counters.is_empty() {
         eprintln!("eco2ai-probe: --uprobe counters need eBPF: not counted");
     }
-    let sock = MarkerSocket::bind().context("binding the marker socket")?;
+    let joined_uid = match cfg.workload {
+        Workload::Pid(pid) => process_uid(pid),
+        _ => None,
+    };
+    let sock = MarkerSocket::bind(joined_uid).context("binding the marker socket")?;
     eprintln!(
         "eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}",
         sock.env_value
@@ -340,6 +349,13 @@ fn run_command(
     }
     let status = child.wait().context("waiting for the recorded command")?;
     Ok(runner::exit_code(status))
+}
+
+/// The real uid of a process: the one the kernel reports as a socket sender's.
+fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The process exists and has not exited (a zombie waiting for its parent has).

@@ -84,7 +84,12 @@ impl Totals {
             }
             Rows::Steps(v) => {
                 self.steps += v.len() as u64;
-                self.samples += v.iter().filter_map(|r| r.samples).sum::<u64>();
+                // Saturating: counts come from other processes (the pairing bounds
+                // them, but a sum must not be what panics the writer).
+                self.samples = v
+                    .iter()
+                    .filter_map(|r| r.samples)
+                    .fold(self.samples, u64::saturating_add);
                 self.last_step = v.last().map(|r| r.step).or(self.last_step);
             }
             _ => {}
