@@ -8,6 +8,7 @@ use crate::figures;
 use crate::heatmap::Cell;
 use crate::numfmt::{fixed, kwh, mass_kg, sig, thousands};
 use crate::report::{Analysis, Report};
+use crate::report_text::usd;
 
 /// Steps listed in the page; all of them are in steps.csv.
 const STEPS_SHOWN: usize = 25;
@@ -130,9 +131,9 @@ fn summary(o: &mut String, r: &Report) {
         "cost",
         format!(
             "{} (energy {}, compute {})",
-            opt(r.cost.total_usd, "USD", 4),
-            opt(r.cost.energy_usd, "", 4),
-            opt(r.cost.compute_usd, "", 4)
+            usd(r.cost.total_usd, " USD"),
+            usd(r.cost.energy_usd, ""),
+            usd(r.cost.compute_usd, "")
         ),
     );
     if let Some(b) = &r.budget {

@@ -11,6 +11,11 @@ fn opt(v: Option<f64>, digits: usize, unit: &str) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{}{unit}", fixed(v, digits)))
 }
 
+/// Money with three significant digits: a seconds-long run costs fractions of a cent.
+pub fn usd(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{}{unit}", sig(v, 3)))
+}
+
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
     let flag = if r.truncated {
@@ -71,10 +76,10 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(
         o,
         "cost         {} (energy {}, compute {}; {} per hour)",
-        opt(c.total_usd, 4, " USD"),
-        opt(c.energy_usd, 4, ""),
-        opt(c.compute_usd, 4, ""),
-        opt(c.usd_per_hour, 4, "")
+        usd(c.total_usd, " USD"),
+        usd(c.energy_usd, ""),
+        usd(c.compute_usd, ""),
+        usd(c.usd_per_hour, "")
     );
     if let Some(b) = &r.budget {
         let when = match (b.exceeded_at_step, b.projected_step) {

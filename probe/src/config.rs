@@ -24,6 +24,10 @@ pub enum ConfigError {
         max: String,
         got: String,
     },
+    #[error(
+        "--carbon-budget-kg needs a grid intensity to turn energy into CO2: give --country or --region"
+    )]
+    BudgetWithoutIntensity,
     #[error("nothing to record: give a command after '--', or --pid, --duration or --demo")]
     NothingToRecord,
     #[error("give one of a command, --pid, --duration/--demo, not both")]
@@ -132,16 +136,17 @@ pub struct RecordArgs {
     /// Stop exporting a GPU's series after this long without a sample (a lost GPU).
     #[arg(long, value_parser = positive_duration_arg, default_value = "60s")]
     pub stale_after: Duration,
-    /// Carbon budget of the run, for the budget metrics and alerts.
+    /// Carbon budget of the run in kg CO2e, e.g. 5, for the budget metrics and the
+    /// CarbonBudgetExceeded alert; needs --country or --region (a grid intensity).
     #[arg(long)]
     pub carbon_budget_kg: Option<f64>,
-    /// Energy price, for the cost metrics.
+    /// Electricity price in USD per kWh of facility energy, e.g. 0.18, for the cost metrics.
     #[arg(long)]
     pub price_per_kwh: Option<f64>,
-    /// Price of one GPU-hour, for the cost metrics.
+    /// Compute price in USD per GPU-hour, e.g. 2.5, for the cost metrics.
     #[arg(long)]
     pub gpu_hour_usd: Option<f64>,
-    /// Power usage effectiveness of the data centre (>= 1).
+    /// Power usage effectiveness of the data centre (facility / IT energy, >= 1), e.g. 1.2.
     #[arg(long, default_value_t = 1.0)]
     pub pue: f64,
     /// Count the calls of a function per step, e.g. libcuda.so:cuLaunchKernel
@@ -270,6 +275,9 @@ impl RecordArgs {
         }
         if !(self.pue >= 1.0 && self.pue.is_finite()) {
             return Err(ConfigError::Pue(self.pue));
+        }
+        if self.carbon_budget_kg.is_some() && region.or(country).is_none() {
+            return Err(ConfigError::BudgetWithoutIntensity);
         }
         for t in &self.latency_targets {
             if !t

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ebpf;
+pub mod end_summary;
 pub mod host;
 pub mod latency;
 pub mod markers;

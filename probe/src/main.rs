@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use eco2ai_probe::config::{RecordArgs, parse_duration};
 use eco2ai_probe::demo::{self, DemoConfig};
+use eco2ai_probe::end_summary::{self, Money};
 use eco2ai_probe::record;
 use eco2ai_probe::sensors::SensorConfig;
 
@@ -43,9 +44,20 @@ enum Cmd {
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Record(args) => {
+            let money = Money {
+                price_per_kwh: args.price_per_kwh,
+                gpu_hour_usd: args.gpu_hour_usd,
+                carbon_budget_kg: args.carbon_budget_kg,
+                ..Money::from_flags(args.country.as_deref(), args.region.as_deref(), args.pue)
+            };
             let cfg = args.validate()?;
             let outcome = record::record(cfg)?;
-            eprint!("{}", record::summary(&outcome.finished));
+            let f = &outcome.finished;
+            eprint!("{}", record::summary(f));
+            match eco2ai_trace::Live::read(&f.dir) {
+                Ok(live) => eprint!("{}", end_summary::lines(&live, f.meta.gpus.len(), &money)),
+                Err(e) => eprintln!("co2       - (no final totals: {e})"),
+            }
             println!("{}", outcome.finished.dir.display());
             Ok(outcome.exit_code)
         }
@@ -82,8 +94,27 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Parses the command line; a command given without `--` gets a hint, since clap alone
+/// says only "unexpected argument".
+fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.kind() == clap::error::ErrorKind::UnknownArgument
+            && std::env::args().nth(1).as_deref() == Some("record")
+        {
+            eprintln!(
+                "hint: put the command to record after '--', e.g. eco2ai-probe record --project p -- python train.py"
+            );
+        }
+        ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

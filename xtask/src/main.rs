@@ -4,6 +4,7 @@
 mod bench;
 mod bench_markers;
 mod bench_report;
+mod main_job;
 mod python;
 mod setup;
 mod stack;
@@ -17,8 +18,11 @@ use util::{cargo, root, sh};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
-  run [-- PROBE ARGS]   build the probe and run it (default: record the demo workload
-                        and summarise it)
+  run [--release] [--open] [-- PROBE ARGS]
+                        build the probe, the analyzer and the marker library, then record
+                        the demo workload with its steps, summarise it and write its
+                        report (runs/reports/<run>/report.html; --open opens it); with
+                        PROBE ARGS, run eco2ai-probe with them instead
   setup                 install the eBPF toolchain (nightly rust-src, bpf-linker)
   test                  the whole test suite (what .ci/run runs)
   stack [--probe HOST:PORT] [--secrets DIR]
@@ -77,70 +81,69 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Builds both binaries and records; with no arguments, the demo then its summary.
+/// Flags of `cargo xtask run` before an optional `-- PROBE ARGS`.
+struct RunFlags {
+    release: bool,
+    open: bool,
+    probe_args: Vec<String>,
+}
+
+fn run_flags(args: &[String]) -> Result<RunFlags> {
+    let mut f = RunFlags {
+        release: false,
+        open: false,
+        probe_args: Vec::new(),
+    };
+    for (i, a) in args.iter().enumerate() {
+        match a.as_str() {
+            "--release" => f.release = true,
+            "--open" => f.open = true,
+            "--" => {
+                f.probe_args = args[i + 1..].to_vec();
+                break;
+            }
+            other => bail!("unknown flag '{other}' for run (put probe arguments after --)\n{USAGE}"),
+        }
+    }
+    Ok(f)
+}
+
+/// Builds the binaries and the marker library and records; with no probe arguments,
+/// the demo, its summary and its report.
 fn run(args: &[String]) -> Result<()> {
+    let flags = run_flags(args)?;
     if let Err(e) = setup::setup() {
         eprintln!(
             "xtask: eBPF toolchain not set up ({e:#}); the probe will take steps through the marker socket"
         );
     }
-    cargo(&["build", "--bin", "eco2ai-probe", "--bin", "eco2ai-analyze"])?;
-    let bin = root().join("target/debug");
-    let probe_args: Vec<String> = match args {
-        [] => [
-            "record",
-            "--demo",
-            "--project",
-            "demo",
-            "--model",
-            "synthetic",
-            "--country",
-            "FR",
-        ]
-        .map(String::from)
-        .to_vec(),
-        [dashdash, rest @ ..] if dashdash == "--" => rest.to_vec(),
-        other => other.to_vec(),
-    };
-    let mut cmd = vec![bin.join("eco2ai-probe").display().to_string()];
-    if !is_root() {
-        if sh("sudo", &["-n", "true"]).is_ok() {
-            cmd.insert(0, "sudo".into());
-            cmd.insert(1, "-E".into());
-        } else {
-            eprintln!(
-                "xtask: not root and no password-less sudo: RAPL (powercap, perf) and eBPF need root; recording without them"
-            );
-        }
+    let built = main_job::build(flags.release)?;
+    let sudo = !is_root() && sh("sudo", &["-n", "true"]).is_ok();
+    if !is_root() && !sudo {
+        eprintln!(
+            "xtask: not root and no password-less sudo: RAPL (powercap, perf) and eBPF need root; recording without them (steps through the marker socket)"
+        );
     }
-    cmd.extend(probe_args);
-    let out = util::run_capture(&cmd)?;
-    if args.is_empty() {
-        let run_dir = out.lines().last().unwrap_or_default().trim().to_string();
-        if run_dir.is_empty() {
-            bail!("the probe printed no run directory");
+    if !flags.probe_args.is_empty() {
+        let mut cmd = Vec::new();
+        if sudo {
+            cmd.extend(["sudo".to_string(), "-E".to_string()]);
         }
-        util::run_inherit(&[
-            bin.join("eco2ai-analyze").display().to_string(),
-            "summary".into(),
-            run_dir.clone(),
-        ])?;
-        // The full report: per-step energy, CO2, cost, figures and report.html.
-        let reports = root().join("runs/reports");
-        util::run_inherit(&[
-            bin.join("eco2ai-analyze").display().to_string(),
-            "report".into(),
-            run_dir,
-            "--price-per-kwh".into(),
-            "0.18".into(),
-            "--gpu-hour-usd".into(),
-            "2.5".into(),
-            "--out".into(),
-            reports.display().to_string(),
-        ])?;
-        eprintln!("xtask: report.html and figures under {}", reports.display());
-    } else {
-        print!("{out}");
+        cmd.push(built.probe.display().to_string());
+        cmd.extend(flags.probe_args);
+        util::run_inherit(&cmd)?;
+        return Ok(());
+    }
+    let plan = main_job::DemoPlan {
+        out: root().join("runs"),
+        reports: root().join("runs/reports"),
+        duration: None,
+        sudo,
+    };
+    let res = main_job::record_demo(&built, &plan)?;
+    main_job::print_where(&res)?;
+    if flags.open {
+        main_job::open(&res.html);
     }
     Ok(())
 }
@@ -213,60 +216,50 @@ fn monitoring_checks() -> (u64, u64) {
     (passed, failed)
 }
 
-/// The main job on a short demo: record, then summarise and report the run it printed.
+/// The main job exactly as `cargo xtask run` runs it (its build, its demo, its checks of
+/// the report), on a shorter demo, into a temporary directory.
 fn smoke() -> Result<()> {
-    let bin = root().join("target/debug");
+    let built = main_job::build(false)?;
     let out = std::env::temp_dir().join(format!("eco2ai-smoke-{}", std::process::id()));
-    let probe = bin.join("eco2ai-probe").display().to_string();
-    let cmd = [
-        probe,
-        "record".into(),
-        "--demo".into(),
-        "--duration".into(),
-        "3s".into(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    let printed = util::run_capture(&cmd)?;
-    let run_dir = printed.lines().last().unwrap_or_default().to_string();
-    let analyze = bin.join("eco2ai-analyze").display().to_string();
-    let summary = util::run_capture(&[
-        analyze.clone(),
-        "summary".into(),
-        "--json".into(),
-        run_dir.clone(),
-    ])?;
-    let report = util::run_capture(&[
-        analyze,
-        "report".into(),
-        run_dir,
-        "--format".into(),
-        "json".into(),
-        "--country".into(),
-        "FR".into(),
-        "--out".into(),
-        out.join("reports").display().to_string(),
-    ]);
-    let html = std::fs::read_dir(out.join("reports"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|d| d.path().join("report.html").exists());
+    let plan = main_job::DemoPlan {
+        out: out.clone(),
+        reports: out.join("reports"),
+        duration: Some("6s".into()),
+        sudo: false,
+    };
+    let res = main_job::record_demo(&built, &plan);
+    let checked = res.and_then(|r| {
+        main_job::print_where(&r)?;
+        smoke_checks(&r)
+    });
     let _ = std::fs::remove_dir_all(&out);
-    let report = report?;
-    let v: serde_json::Value = serde_json::from_str(&summary)?;
-    let ok = v["truncated"] == serde_json::Value::Bool(false)
-        && v["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0
-        && v["steps"].as_u64().unwrap_or(0) > 10;
-    if !ok {
-        bail!("unexpected summary of the demo run: {summary}");
+    checked
+}
+
+/// What the smoke run asks beyond the main job's own checks: a complete run, with CPU
+/// energy, steps through uprobes where eBPF is required, and report.html written.
+fn smoke_checks(r: &main_job::DemoResult) -> Result<()> {
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(r.run_dir.join("meta.json"))?,
+    )?;
+    if meta["status"] != "complete" {
+        bail!("the demo run is not complete: {}", meta["status"]);
     }
-    let r: serde_json::Value = serde_json::from_str(&report)?;
-    if !(r["co2_kg"].as_f64().unwrap_or(0.0) > 0.0
-        && r["steps"]["count"].as_u64().unwrap_or(0) > 10
-        && html)
-    {
-        bail!("unexpected report of the demo run (report.html written: {html}): {report}");
+    if !(r.report["cpu_energy_kwh"].as_f64().unwrap_or(0.0) > 0.0) {
+        bail!("the demo's report has no CPU energy");
+    }
+    if !r.html.is_file() {
+        bail!("no report.html at {}", r.html.display());
+    }
+    let steps = r.report["steps"]["count"].as_u64().unwrap_or(0);
+    if steps < 10 {
+        bail!("the demo recorded {steps} steps in 6 s (expected dozens)");
+    }
+    if std::env::var_os("ECO2AI_REQUIRE_EBPF").is_some() {
+        let text = std::fs::read_to_string(r.run_dir.join("meta.json"))?;
+        if !text.contains("eBPF uprobes") {
+            bail!("ECO2AI_REQUIRE_EBPF is set but the demo's steps did not come through uprobes");
+        }
     }
     Ok(())
 }

@@ -1,0 +1,70 @@
+//! What a newcomer meets on the command line: a hint when the command is given without
+//! `--`, a refused budget that could never fire, and CO2, cost and budget printed at the
+//! end of a recording.
+
+use std::process::{Command, Output};
+
+fn probe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eco2ai-probe"))
+        .args(args)
+        .output()
+        .expect("run eco2ai-probe")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_command_without_dashdash_gets_a_hint() {
+    let o = probe(&["record", "sleep", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("unexpected argument 'sleep'"), "{err}");
+    assert!(err.contains("hint: put the command to record after '--'"), "{err}");
+}
+
+#[test]
+fn a_budget_without_an_intensity_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let o = probe(&[
+        "record",
+        "--carbon-budget-kg",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--carbon-budget-kg needs a grid intensity"), "{}", stderr(&o));
+    assert!(!out.exists(), "a refused record must not create its output directory");
+}
+
+#[test]
+fn the_end_of_a_recording_prints_co2_cost_and_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let o = probe(&[
+        "record",
+        "--no-metrics",
+        "--country",
+        "FR",
+        "--price-per-kwh",
+        "0.2",
+        "--carbon-budget-kg",
+        "0.000000001",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("at 41.4 gCO2/kWh (--country FR)"), "{err}");
+    assert!(err.contains("cost      "), "{err}");
+    assert!(err.contains("budget    EXCEEDED"), "{err}");
+}
