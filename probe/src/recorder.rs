@@ -350,7 +350,7 @@ impl CpuLoop {
                 domain: "package".into(),
                 source: "estimate",
                 energy_uj: Some(energy_uj),
-                energy_changed: Some(u > 0.0),
+                energy_changed: Some(dt > 0), // the idle floor moves the estimate every tick
                 util_pct: Some(u),
             });
         }

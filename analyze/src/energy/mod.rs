@@ -20,7 +20,7 @@ pub struct Device {
     pub name: String,
     pub gpu: Option<u32>,
     pub method: Method,
-    /// `measured`, or `estimated` (TDP x utilisation).
+    /// `measured`, or `estimated` (TDP x load curve with an idle floor).
     pub source: &'static str,
     pub curve: Curve,
     /// Counter drops repaired (a reset counts on from where it was).
