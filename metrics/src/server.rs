@@ -197,9 +197,11 @@ fn accept_all(
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            // Out of descriptors and the like: try again on the next wake-up.
+            // Out of descriptors and the like: the listener stays readable, so pause
+            // rather than spin; expiring connections free descriptors meanwhile.
             Err(_) => {
                 on_error("metrics:accept");
+                std::thread::sleep(Duration::from_millis(10));
                 return;
             }
         }

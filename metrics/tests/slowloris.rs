@@ -90,12 +90,16 @@ fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
                         connects += 1;
                         (s, 0)
                     }
-                    Err(_) => continue,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                 },
             };
-            if (&s).write_all(&req[sent % req.len()..][..1]).is_ok() {
-                conn = Some((s, sent + 1));
+            if (&s).write_all(&req[sent % req.len()..][..1]).is_err() {
+                continue; // closed by the server: straight back in
             }
+            conn = Some((s, sent + 1));
             std::thread::sleep(Duration::from_millis(1500));
         }
         connects
