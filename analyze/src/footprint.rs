@@ -10,6 +10,8 @@ pub enum FootprintError {
     NotPositive(&'static str),
     #[error("--pue must be at least 1.0")]
     Pue,
+    #[error("{0} is at most {1}: no planned run is larger")]
+    TooLarge(&'static str, f64),
     #[error("give exactly one of --country, --region, --gco2-per-kwh")]
     Intensity,
     #[error(
@@ -47,17 +49,32 @@ pub fn footprint(
     if !positive(watts) {
         return Err(FootprintError::NotPositive("--watts"));
     }
+    // Bounds no plan reaches (a million GPUs for a century; a 10 kW GPU), so that no
+    // input turns into a 300-digit figure.
+    if gpu_hours > 1e12 {
+        return Err(FootprintError::TooLarge("--gpu-hours", 1e12));
+    }
+    if watts > 1e4 {
+        return Err(FootprintError::TooLarge("--watts", 1e4));
+    }
+    if pue > 10.0 {
+        return Err(FootprintError::TooLarge("--pue", 10.0));
+    }
     if !(pue >= 1.0 && pue.is_finite()) {
         return Err(FootprintError::Pue);
     }
-    let g = match (country, region, gco2_per_kwh) {
-        (Some(c), None, None) => eco2ai_trace::grid::country_g_per_kwh(c)
-            .ok_or_else(|| FootprintError::Country(c.into()))?,
-        (None, Some(r), None) => eco2ai_trace::grid::region_g_per_kwh(r)
-            .ok_or_else(|| FootprintError::Region(r.into()))?,
-        (None, None, Some(g)) if g >= 0.0 && g.is_finite() => g,
-        (None, None, Some(_)) => return Err(FootprintError::NotPositive("--gco2-per-kwh")),
-        _ => return Err(FootprintError::Intensity),
+    use eco2ai_trace::grid::{GridChoice, GridError, resolve};
+    let choice = GridChoice {
+        country,
+        region,
+        gco2_per_kwh,
+    };
+    let g = match resolve(choice) {
+        Ok(Some(i)) => i.g_per_kwh,
+        Ok(None) | Err(GridError::TwoSources) => return Err(FootprintError::Intensity),
+        Err(GridError::Country(c)) => return Err(FootprintError::Country(c)),
+        Err(GridError::Region(r)) => return Err(FootprintError::Region(r)),
+        Err(GridError::Gco2(_)) => return Err(FootprintError::NotPositive("--gco2-per-kwh")),
     };
     let energy_kwh = gpu_hours * watts * pue / 1000.0;
     Ok(Footprint {
@@ -109,5 +126,13 @@ mod tests {
             footprint(1.0, 1.0, 1.0, None, Some("x:y"), None),
             Err(FootprintError::Region(_))
         ));
+        assert_eq!(
+            footprint(1e300, 1e300, 1.0, None, None, Some(1.0)),
+            Err(FootprintError::TooLarge("--gpu-hours", 1e12))
+        );
+        assert_eq!(
+            footprint(1.0, 1.0, 1.0, None, None, Some(1e300)),
+            Err(FootprintError::NotPositive("--gco2-per-kwh"))
+        );
     }
 }

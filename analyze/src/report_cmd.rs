@@ -102,37 +102,26 @@ fn series(f: &Path, kind: Kind, a: &Analysis) -> Result<Series> {
 
 /// Options for one run: flags first, then the run's own country/region labels.
 fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
-    let lookup_country = |c: &str| {
-        eco2ai_trace::grid::country_g_per_kwh(c).with_context(|| {
-            format!("unknown country '{c}': not in datasets/grid_intensity_by_country.csv")
-        })
+    use eco2ai_trace::grid::{GridChoice, resolve};
+    let flags = GridChoice {
+        country: p.country.as_deref(),
+        region: p.region.as_deref(),
+        gco2_per_kwh: p.gco2_per_kwh,
     };
-    let lookup_region = |r: &str| {
-        eco2ai_trace::grid::region_g_per_kwh(r)
-            .with_context(|| format!("unknown region '{r}': expected provider:region from datasets/cloud_region_intensity.csv"))
+    // The run's own labels when no flag is given: its region, else its country.
+    let label = GridChoice {
+        region: a.region.as_deref(),
+        country: a.region.is_none().then_some(a.country.as_deref()).flatten(),
+        gco2_per_kwh: None,
     };
-    let label = |flag: bool| if flag { "--" } else { "the run's label " };
     let (intensity, source) = if let Some(f) = &p.intensity_series {
         let src = format!("--intensity-series {}", f.display());
         (Some(Rate::Series(series(f, Kind::Intensity, a)?)), Some(src))
-    } else if let Some(g) = p.gco2_per_kwh {
-        (Some(Rate::Fixed(g)), Some("--gco2-per-kwh".to_string()))
-    } else if let Some(r) = p.region.as_deref().or(if p.country.is_none() {
-        a.region.as_deref()
-    } else {
-        None
-    }) {
-        let src = format!(
-            "{}region {r} (datasets/cloud_region_intensity.csv)",
-            label(p.region.is_some())
-        );
-        (Some(Rate::Fixed(lookup_region(r)?)), Some(src))
-    } else if let Some(c) = p.country.as_deref().or(a.country.as_deref()) {
-        let src = format!(
-            "{}country {c} (datasets/grid_intensity_by_country.csv)",
-            label(p.country.is_some())
-        );
-        (Some(Rate::Fixed(lookup_country(c)?)), Some(src))
+    } else if let Some(i) = resolve(flags)? {
+        (Some(Rate::Fixed(i.g_per_kwh)), Some(format!("--{}", i.source)))
+    } else if let Some(i) = resolve(label).context("the run's own country/region label")? {
+        let src = format!("the run's label {}", i.source);
+        (Some(Rate::Fixed(i.g_per_kwh)), Some(src))
     } else {
         (None, None)
     };

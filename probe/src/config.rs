@@ -36,14 +36,8 @@ pub enum ConfigError {
     Country(String),
     #[error("invalid --gpus '{0}': expected comma-separated GPU indices such as 0,1")]
     Gpus(String),
-    #[error(
-        "unknown --country '{0}': no grid carbon intensity for it in datasets/grid_intensity_by_country.csv"
-    )]
-    UnknownCountry(String),
-    #[error(
-        "unknown --region '{0}': expected provider:region from datasets/cloud_region_intensity.csv, e.g. gcp:europe-west1"
-    )]
-    UnknownRegion(String),
+    #[error(transparent)]
+    Grid(#[from] eco2ai_trace::grid::GridError),
     #[error("{flag} must be a non-negative number, got {got}")]
     Negative { flag: &'static str, got: f64 },
     #[error("--pue must be at least 1.0, got {0}")]
@@ -248,22 +242,20 @@ fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
 }
 
 impl RecordArgs {
+    /// The grid intensity of --country or --region, by the one rule every command uses
+    /// (eco2ai_trace::grid::resolve: two are refused, unknown names are errors).
+    pub fn intensity(&self) -> Result<Option<eco2ai_trace::grid::Intensity>, ConfigError> {
+        let choice = eco2ai_trace::grid::GridChoice {
+            country: self.country.as_deref(),
+            region: self.region.as_deref(),
+            gco2_per_kwh: None,
+        };
+        Ok(eco2ai_trace::grid::resolve(choice)?)
+    }
+
     /// Grid intensity and prices, checked; None with --no-metrics.
     fn metrics_config(&self) -> Result<Option<MetricsConfig>, ConfigError> {
-        use eco2ai_trace::grid as carbon;
-        let country = match &self.country {
-            Some(c) => Some(
-                carbon::country_g_per_kwh(c)
-                    .ok_or_else(|| ConfigError::UnknownCountry(c.clone()))?,
-            ),
-            None => None,
-        };
-        let region = match &self.region {
-            Some(r) => Some(
-                carbon::region_g_per_kwh(r).ok_or_else(|| ConfigError::UnknownRegion(r.clone()))?,
-            ),
-            None => None,
-        };
+        let intensity = self.intensity()?.map(|i| i.g_per_kwh);
         for (flag, v) in [
             ("--carbon-budget-kg", self.carbon_budget_kg),
             ("--price-per-kwh", self.price_per_kwh),
@@ -276,7 +268,7 @@ impl RecordArgs {
         if !(self.pue >= 1.0 && self.pue.is_finite()) {
             return Err(ConfigError::Pue(self.pue));
         }
-        if self.carbon_budget_kg.is_some() && region.or(country).is_none() {
+        if self.carbon_budget_kg.is_some() && intensity.is_none() {
             return Err(ConfigError::BudgetWithoutIntensity);
         }
         for t in &self.latency_targets {
@@ -291,7 +283,7 @@ impl RecordArgs {
             addr: self.metrics_addr.clone(),
             latency_targets: self.latency_targets.clone(),
             stale_after_ns: self.stale_after.as_nanos().min(i64::MAX as u128) as i64,
-            intensity_g_per_kwh: region.or(country),
+            intensity_g_per_kwh: intensity,
             carbon_budget_kg: self.carbon_budget_kg,
             price_per_kwh: self.price_per_kwh,
             gpu_hour_usd: self.gpu_hour_usd,

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use eco2ai_trace::Live;
+use eco2ai_trace::grid::Intensity;
 
 /// What `--country/--region`, `--pue`, the prices and the budget resolved to.
 #[derive(Debug, Clone, Default)]
@@ -18,21 +19,22 @@ pub struct Money {
 }
 
 impl Money {
-    /// From the record flags (already validated: a country or region here exists).
-    pub fn from_flags(country: Option<&str>, region: Option<&str>, pue: f64) -> Money {
-        let intensity = region
-            .and_then(|r| {
-                eco2ai_trace::grid::region_g_per_kwh(r).map(|g| (g, format!("--region {r}")))
-            })
-            .or_else(|| {
-                country.and_then(|c| {
-                    eco2ai_trace::grid::country_g_per_kwh(c).map(|g| (g, format!("--country {c}")))
-                })
-            });
+    /// From the resolved intensity (eco2ai_trace::grid::resolve) and the PUE.
+    pub fn new(intensity: Option<Intensity>, pue: f64) -> Money {
         Money {
-            intensity,
+            intensity: intensity.map(|i| (i.g_per_kwh, i.source)),
             pue,
             ..Money::default()
+        }
+    }
+
+    /// The start-up line: which intensity CO2 is computed with, live and offline alike.
+    pub fn startup_line(&self) -> String {
+        match &self.intensity {
+            Some((g, from)) => format!(
+                "eco2ai-probe: CO2 at {g:.1} gCO2/kWh from {from}; the report uses the same unless told otherwise"
+            ),
+            None => "eco2ai-probe: no grid intensity (--country or --region): CO2 is not measured live and the report needs one".into(),
         }
     }
 }
@@ -46,7 +48,7 @@ pub fn lines(live: &Live, gpus: usize, m: &Money) -> String {
         (Some((g, from)), Some(kg)) => {
             let _ = writeln!(
                 s,
-                "co2       {:.3} g at {g:.1} gCO2/kWh ({from}), PUE {:.2}",
+                "co2       {:.3} g at {g:.1} gCO2/kWh (from {from}), PUE {:.2}",
                 kg * 1000.0,
                 m.pue
             );
@@ -106,7 +108,7 @@ mod tests {
         };
         // 3.6 MJ = 1 kWh IT, 1.5 kWh facility: 150 g, 0.30 USD energy; 2 GPUs x 1 h x 2.
         let out = lines(&live(3.6e6, 3600.0), 2, &m);
-        assert!(out.contains("co2       150.000 g at 100.0"), "{out}");
+        assert!(out.contains("co2       150.000 g at 100.0 gCO2/kWh (from --gco2)"), "{out}");
         assert!(out.contains("cost      4.3000 USD (energy 0.3000, compute 4.0000)"), "{out}");
         assert!(out.contains("budget    EXCEEDED: 150.000 g of 0.100 g"), "{out}");
     }
@@ -118,10 +120,14 @@ mod tests {
     }
 
     #[test]
-    fn flags_resolve_region_before_country() {
-        let m = Money::from_flags(Some("FR"), None, 1.0);
-        let (g, from) = m.intensity.unwrap();
-        assert!((g - 41.44).abs() < 1e-9 && from == "--country FR");
-        assert!(Money::from_flags(Some("XX"), None, 1.0).intensity.is_none());
+    fn the_startup_line_names_the_source() {
+        let fr = eco2ai_trace::grid::resolve(eco2ai_trace::grid::GridChoice {
+            country: Some("FR"),
+            ..Default::default()
+        })
+        .unwrap();
+        let line = Money::new(fr, 1.0).startup_line();
+        assert!(line.contains("41.4 gCO2/kWh from country FR"), "{line}");
+        assert!(Money::new(None, 1.0).startup_line().contains("no grid intensity"));
     }
 }

@@ -44,13 +44,16 @@ enum Cmd {
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Record(args) => {
+            // Errors in these flags are reported by validate() below, with the others.
+            let intensity = args.intensity().ok().flatten();
             let money = Money {
                 price_per_kwh: args.price_per_kwh,
                 gpu_hour_usd: args.gpu_hour_usd,
                 carbon_budget_kg: args.carbon_budget_kg,
-                ..Money::from_flags(args.country.as_deref(), args.region.as_deref(), args.pue)
+                ..Money::new(intensity, args.pue)
             };
             let cfg = args.validate()?;
+            eprintln!("{}", money.startup_line());
             let outcome = record::record(cfg)?;
             let f = &outcome.finished;
             eprint!("{}", record::summary(f));

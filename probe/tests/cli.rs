@@ -289,7 +289,7 @@ fn bad_input_is_a_clear_error_without_a_panic() {
                 "--duration",
                 "1s",
             ],
-            "unknown --country 'QQ'",
+            "unknown country 'QQ'",
         ),
         (
             vec![
@@ -301,7 +301,7 @@ fn bad_input_is_a_clear_error_without_a_panic() {
                 "--duration",
                 "1s",
             ],
-            "unknown --region",
+            "unknown region",
         ),
         (
             vec!["record", "--out", o_dir, "--pue", "0.5", "--duration", "1s"],

@@ -64,7 +64,8 @@ fn the_end_of_a_recording_prints_co2_cost_and_the_budget() {
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("at 41.4 gCO2/kWh (--country FR)"), "{err}");
+    assert!(err.contains("at 41.4 gCO2/kWh (from country FR"), "{err}");
+    assert!(err.contains("CO2 at 41.4 gCO2/kWh from country FR"), "{err}");
     assert!(err.contains("cost      "), "{err}");
     assert!(err.contains("budget    EXCEEDED"), "{err}");
 }

@@ -27,8 +27,91 @@ pub fn region_g_per_kwh(spec: &str) -> Option<f64> {
     })
 }
 
+/// The grid intensity flags of any command: at most one may be given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GridChoice<'a> {
+    pub country: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub gco2_per_kwh: Option<f64>,
+}
+
+/// A resolved grid intensity and where it came from, in words a user can check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intensity {
+    pub g_per_kwh: f64,
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GridError {
+    #[error("give one grid intensity: --country, --region or --gco2-per-kwh, not two")]
+    TwoSources,
+    #[error(
+        "unknown country '{0}': no grid intensity for it in datasets/grid_intensity_by_country.csv"
+    )]
+    Country(String),
+    #[error(
+        "unknown region '{0}': expected provider:region from datasets/cloud_region_intensity.csv, e.g. gcp:europe-west1"
+    )]
+    Region(String),
+    #[error("--gco2-per-kwh must be a number from 0 to 5000, got {0}")]
+    Gco2(f64),
+}
+
+/// The one rule for every command, live and offline: the one flag given (two are an
+/// error), looked up in the embedded tables; `None` when none is given.
+pub fn resolve(c: GridChoice) -> Result<Option<Intensity>, GridError> {
+    let given = [c.country.is_some(), c.region.is_some(), c.gco2_per_kwh.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(GridError::TwoSources);
+    }
+    if let Some(r) = c.region {
+        let g = region_g_per_kwh(r).ok_or_else(|| GridError::Region(r.into()))?;
+        let source = format!("region {r} (datasets/cloud_region_intensity.csv)");
+        return Ok(Some(Intensity { g_per_kwh: g, source }));
+    }
+    if let Some(k) = c.country {
+        let g = country_g_per_kwh(k).ok_or_else(|| GridError::Country(k.into()))?;
+        let source = format!("country {} (datasets/grid_intensity_by_country.csv)", k.to_uppercase());
+        return Ok(Some(Intensity { g_per_kwh: g, source }));
+    }
+    match c.gco2_per_kwh {
+        Some(g) if (0.0..=5000.0).contains(&g) => Ok(Some(Intensity {
+            g_per_kwh: g,
+            source: "--gco2-per-kwh".into(),
+        })),
+        Some(g) => Err(GridError::Gco2(g)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::{GridChoice, GridError, resolve};
+
+    #[test]
+    fn one_rule_for_every_command() {
+        let fr = resolve(GridChoice {
+            country: Some("fr"),
+            ..Default::default()
+        });
+        let fr = fr.unwrap().unwrap();
+        assert_eq!(fr.g_per_kwh, 41.44);
+        assert!(fr.source.starts_with("country FR"), "{}", fr.source);
+        let two = resolve(GridChoice {
+            country: Some("FR"),
+            region: Some("gcp:europe-west1"),
+            gco2_per_kwh: None,
+        });
+        assert_eq!(two, Err(GridError::TwoSources));
+        let bad = resolve(GridChoice {
+            gco2_per_kwh: Some(f64::NAN),
+            ..Default::default()
+        });
+        assert!(matches!(bad, Err(GridError::Gco2(_))));
+        assert_eq!(resolve(GridChoice::default()), Ok(None));
+    }
+
     #[test]
     fn looks_up_countries_and_regions() {
         assert_eq!(super::country_g_per_kwh("fr"), Some(41.44));
