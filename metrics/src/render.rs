@@ -153,11 +153,12 @@ pub fn render<S: Sink + ?Sized>(
     );
     one(
         o,
-        "plugin_version",
+        "plugin_info",
         Kind::Gauge,
-        "Version of the recorder",
+        "Version and commit of the recorder (always 1: an info metric)",
         &[
             ("version", env!("CARGO_PKG_VERSION")),
+            // metrics/build.rs sets it: the short commit, "unknown" outside a git tree.
             ("commit", option_env!("ECO2AI_COMMIT").unwrap_or("unknown")),
         ],
         Some(1.0),

@@ -108,7 +108,7 @@ fn serves_the_hf_training_metrics_while_recording() {
         "energy_cost_usd",
         "compute_cost_usd",
         "last_update_timestamp",
-        "plugin_version",
+        "plugin_info",
         "monitoring_errors_total",
     ];
     for f in families {

@@ -194,8 +194,9 @@ fn monitoring_checks() -> (u64, u64) {
         eprintln!("xtask: {e:#}");
     }
     let (mut passed, mut failed) = if stack_ok.is_ok() { (1, 0) } else { (0, 1) };
-    let checks: [(&str, &[&str]); 4] = [
+    let checks: [(&str, &[&str]); 5] = [
         ("promtool", &["check", "config", "prometheus.yml"]),
+        ("promtool", &["check", "config", "prometheus-global.yml"]),
         ("promtool", &["check", "rules", "alerts.yml"]),
         ("promtool", &["test", "rules", "alerts_test.yml"]),
         ("amtool", &["check-config", "alertmanager.yml"]),
