@@ -123,7 +123,13 @@ pub fn power(a: &Analysis) -> String {
             esc(name)
         );
     }
-    axes(&mut o, (x0, x1, y0, y1), (y_step, y_n), (t1 - t0) as f64 / 1e9, "s");
+    axes(
+        &mut o,
+        (x0, x1, y0, y1),
+        (y_step, y_n),
+        (t1 - t0) as f64 / 1e9,
+        "s",
+    );
     o.push_str("</svg>\n");
     o
 }
@@ -187,10 +193,7 @@ pub fn heatmap(cells: &[Cell]) -> String {
             c.energy_kwh
         }
     };
-    let top = cells
-        .iter()
-        .map(value)
-        .fold(0.0, f64::max);
+    let top = cells.iter().map(value).fold(0.0, f64::max);
     let (cw, x0) = ((W - 120.0) / 24.0, 100.0);
     for h in 0..24 {
         let _ = writeln!(
@@ -263,11 +266,7 @@ pub fn steps_by_gpu(a: &Analysis) -> String {
                 .collect()
         })
         .collect();
-    let top = bins
-        .iter()
-        .flatten()
-        .copied()
-        .fold(0.0, f64::max);
+    let top = bins.iter().flatten().copied().fold(0.0, f64::max);
     let (x0, cw) = (80.0, (W - 100.0) / cols as f64);
     for (r, (&g, row)) in gpus.iter().zip(&bins).enumerate() {
         let yy = 40.0 + 18.0 * r as f64;

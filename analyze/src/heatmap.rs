@@ -28,7 +28,10 @@ pub fn cells(runs: &[&Analysis]) -> PolarsResult<Vec<Cell>> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for a in runs {
         for s in &a.steps {
-            let unix_s = s.end_ns.saturating_add(a.mono_to_unix_ns).div_euclid(1_000_000_000);
+            let unix_s = s
+                .end_ns
+                .saturating_add(a.mono_to_unix_ns)
+                .div_euclid(1_000_000_000);
             day.push(unix_s.div_euclid(86_400));
             hour.push(unix_s.rem_euclid(86_400) / 3600);
             samples.push(s.samples.map(|n| n as f64));
@@ -39,10 +42,7 @@ pub fn cells(runs: &[&Analysis]) -> PolarsResult<Vec<Cell>> {
     let out = df
         .lazy()
         .group_by([col("day"), col("hour")])
-        .agg([
-            col("one").count().alias("steps"),
-            col("samples").sum(),
-        ])
+        .agg([col("one").count().alias("steps"), col("samples").sum()])
         .sort(["day", "hour"], SortMultipleOptions::default())
         .collect()?;
     let (d, h) = (out.column("day")?.i64()?, out.column("hour")?.i64()?);
@@ -75,7 +75,10 @@ fn add_hour_energy(runs: &[&Analysis], cells: &mut Vec<Cell>) {
     const HOUR_NS: i64 = 3_600_000_000_000;
     let mut by_hour: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
     for a in runs {
-        let (t0, t1) = (a.start_ns.saturating_add(a.mono_to_unix_ns), a.end_ns.saturating_add(a.mono_to_unix_ns));
+        let (t0, t1) = (
+            a.start_ns.saturating_add(a.mono_to_unix_ns),
+            a.end_ns.saturating_add(a.mono_to_unix_ns),
+        );
         let mut h = t0.div_euclid(HOUR_NS);
         // A run longer than ten years is not a run: bound the walk.
         while h.saturating_mul(HOUR_NS) < t1 && h - t0.div_euclid(HOUR_NS) < 24 * 3660 {

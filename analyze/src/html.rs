@@ -27,7 +27,11 @@ fn row(o: &mut String, k: &str, v: String) {
 fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
     v.map_or_else(
         || "-".into(),
-        |v| format!("{} {unit}", fixed(v, digits)).trim_end().to_string(),
+        |v| {
+            format!("{} {unit}", fixed(v, digits))
+                .trim_end()
+                .to_string()
+        },
     )
 }
 

@@ -1,3 +1,4 @@
+mod pricing_args;
 mod replay_cmd;
 mod report_cmd;
 
@@ -18,7 +19,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// What a planned run will use and emit: GPU-hours x watts x PUE, times the grid.
-    #[command(after_help = "Example:\n  eco2ai-analyze footprint --gpu-hours 64 --watts 700 --pue 1.2 --country FR")]
+    #[command(
+        after_help = "Example:\n  eco2ai-analyze footprint --gpu-hours 64 --watts 700 --pue 1.2 --country FR"
+    )]
     Footprint {
         /// GPU-hours the run will take (GPUs x hours), e.g. 64.
         #[arg(long)]
@@ -47,14 +50,20 @@ enum Cmd {
     Replay(replay_cmd::ReplayArgs),
     /// A run's energy per device and per step, samples/kWh, CO2, cost, budget and
     /// efficiency, as a table, JSON, or a directory of files (--out).
-    #[command(after_help = "Example:\n  eco2ai-analyze report runs/demo-20261203-120000-42 --country FR --price-per-kwh 0.18 --out reports")]
+    #[command(
+        after_help = "Example:\n  eco2ai-analyze report runs/demo-20261203-120000-42 --country FR --price-per-kwh 0.18 --out reports"
+    )]
     Report(report_cmd::ReportArgs),
     /// Which of two runs is more efficient, and by how much.
-    #[command(after_help = "Example:\n  eco2ai-analyze compare runs/bert-bf16 runs/bert-fp32 --country FR")]
+    #[command(
+        after_help = "Example:\n  eco2ai-analyze compare runs/bert-bf16 runs/bert-fp32 --country FR"
+    )]
     Compare(report_cmd::CompareArgs),
     /// Write a synthetic run with a known power function (to try the analyzer, and for
     /// tests and benchmarks); prints the run directory.
-    #[command(after_help = "Example:\n  eco2ai-analyze synth /tmp/synth --gpus 8 --duration-s 600 && eco2ai-analyze report /tmp/synth")]
+    #[command(
+        after_help = "Example:\n  eco2ai-analyze synth /tmp/synth --gpus 8 --duration-s 600 && eco2ai-analyze report /tmp/synth"
+    )]
     Synth {
         /// Run directory to create.
         out: PathBuf,
@@ -78,7 +87,9 @@ enum Cmd {
         truth: Option<PathBuf>,
     },
     /// Whole-run energy per device, duration, and whether the run was cut off.
-    #[command(after_help = "Example:\n  eco2ai-analyze summary runs/demo-20261203-120000-42 --json")]
+    #[command(
+        after_help = "Example:\n  eco2ai-analyze summary runs/demo-20261203-120000-42 --json"
+    )]
     Summary {
         run: PathBuf,
         /// JSON on stdout instead of a table.
@@ -127,9 +138,14 @@ fn run(cli: Cli) -> Result<()> {
             gap_ms,
             truth,
         } => {
-            if !(duration_s > 1.0 && duration_s.is_finite() && step_ms > 0.0 && gap_ms >= 0.0) {
+            // Finite ranges: a year at most, steps and gaps of an hour at most.
+            let in_range = |v: f64, lo: f64, hi: f64| v.is_finite() && v > lo && v <= hi;
+            if !(in_range(duration_s, 1.0, 3.2e7)
+                && in_range(step_ms, 0.0, 3.6e6)
+                && in_range(gap_ms, -1e-9, 3.6e6))
+            {
                 anyhow::bail!(
-                    "--duration-s must be over 1 s, --step-ms positive, --gap-ms non-negative"
+                    "--duration-s must be over 1 s and at most a year, --step-ms over 0 and --gap-ms from 0, both at most an hour"
                 );
             }
             if !(1..=64).contains(&gpus) {

@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use eco2ai_analyze::replay::redact::redact_url;
 use eco2ai_analyze::replay::{Prices, Replay, fleet, openmetrics, remote_write, serve};
+
+use crate::pricing_args::PriceArgs;
 use eco2ai_trace::parse::{MAX_SECONDS, parse_number, parse_seconds};
 
 // Every seconds, rate and speed flag goes through the shared range-checked parser, so a
@@ -72,64 +74,21 @@ pub struct ReplayArgs {
     /// File holding a bearer token for the remote_write endpoint.
     #[arg(long)]
     bearer_token_file: Option<PathBuf>,
-    /// Grid intensity instead of the run's country/region: ISO country, cloud region, or g/kWh.
-    #[arg(long)]
-    country: Option<String>,
-    #[arg(long)]
-    region: Option<String>,
-    #[arg(long)]
-    gco2_per_kwh: Option<f64>,
-    #[arg(long)]
-    carbon_budget_kg: Option<f64>,
-    #[arg(long)]
-    price_per_kwh: Option<f64>,
-    #[arg(long)]
-    gpu_hour_usd: Option<f64>,
-    #[arg(long)]
-    pue: Option<f64>,
+    #[command(flatten)]
+    prices: PriceArgs,
 }
 
-fn non_negative(name: &str, v: Option<f64>) -> Result<()> {
-    match v {
-        Some(x) if !(x >= 0.0 && x.is_finite()) => {
-            bail!("{name} must be a non-negative number, got {x}")
-        }
-        _ => Ok(()),
-    }
-}
-
+/// The shared price flags, checked, as the replay's prices: the flags' intensity (the
+/// run's label otherwise, per run, in `Replay::open`).
 fn prices(a: &ReplayArgs) -> Result<Prices> {
-    for (n, v) in [
-        ("--gco2-per-kwh", a.gco2_per_kwh),
-        ("--carbon-budget-kg", a.carbon_budget_kg),
-        ("--price-per-kwh", a.price_per_kwh),
-        ("--gpu-hour-usd", a.gpu_hour_usd),
-    ] {
-        non_negative(n, v)?;
-    }
-    if let Some(p) = a.pue.filter(|p| !(*p >= 1.0 && p.is_finite())) {
-        bail!("--pue must be at least 1, got {p}");
-    }
-    let country = match &a.country {
-        Some(c) => Some(
-            eco2ai_trace::grid::country_g_per_kwh(c)
-                .with_context(|| format!("unknown --country '{c}'"))?,
-        ),
-        None => None,
-    };
-    let region = match &a.region {
-        Some(r) => Some(
-            eco2ai_trace::grid::region_g_per_kwh(r)
-                .with_context(|| format!("unknown --region '{r}' (expected provider:region)"))?,
-        ),
-        None => None,
-    };
+    let p = &a.prices;
+    p.check()?;
     Ok(Prices {
-        intensity_g_per_kwh: a.gco2_per_kwh.or(region).or(country),
-        carbon_budget_kg: a.carbon_budget_kg,
-        price_per_kwh: a.price_per_kwh,
-        gpu_hour_usd: a.gpu_hour_usd,
-        pue: a.pue,
+        intensity_g_per_kwh: p.flag_intensity()?.map(|i| i.g_per_kwh),
+        carbon_budget_kg: p.carbon_budget_kg,
+        price_per_kwh: p.price_per_kwh,
+        gpu_hour_usd: p.gpu_hour_usd,
+        pue: Some(p.pue),
     })
 }
 

@@ -12,43 +12,22 @@ use eco2ai_analyze::report_text;
 use eco2ai_analyze::series::{Kind, Series};
 use eco2ai_analyze::{heatmap, html};
 
-/// Grid, prices and budget, shared by `report` and `compare`. The grid intensity is the
-/// one flag given of --intensity-series, --gco2-per-kwh, --region and --country (two are
-/// refused), else the run's own region, else its country label; with none, no CO2.
+use crate::pricing_args::PriceArgs;
+
+/// Grid, prices and budget of `report` and `compare`: the shared flags, and the
+/// time-varying series only these two take.
 #[derive(Args, Clone)]
 pub struct Pricing {
-    /// ISO 3166 alpha-2 country whose grid intensity (gCO2/kWh, datasets/grid_intensity_by_country.csv)
-    /// applies, e.g. FR (default: the run's label).
-    #[arg(long)]
-    country: Option<String>,
-    /// Cloud region as provider:region, e.g. gcp:europe-west1, whose grid intensity
-    /// (gCO2/kWh) applies (default: the run's label).
-    #[arg(long)]
-    region: Option<String>,
-    /// A fixed grid intensity in gCO2 per kWh, e.g. 41.4.
-    #[arg(long)]
-    gco2_per_kwh: Option<f64>,
+    #[command(flatten)]
+    prices: PriceArgs,
     /// CSV of timestamp,gCO2_per_kWh (Unix seconds or RFC 3339 UTC), each value in force
-    /// from its timestamp to the next.
+    /// from its timestamp to the next; instead of --country/--region/--gco2-per-kwh.
     #[arg(long)]
     intensity_series: Option<PathBuf>,
-    /// Power usage effectiveness of the data centre (facility energy / IT energy, >= 1),
-    /// e.g. 1.2; it multiplies energy before CO2 and energy cost.
-    #[arg(long, default_value_t = 1.0)]
-    pue: f64,
-    /// Electricity price in USD per kWh of facility energy, e.g. 0.18.
-    #[arg(long)]
-    price_per_kwh: Option<f64>,
-    /// CSV of timestamp,USD_per_kWh (Unix seconds or RFC 3339 UTC): a time-of-use tariff.
+    /// CSV of timestamp,USD_per_kWh (Unix seconds or RFC 3339 UTC): a time-of-use tariff,
+    /// instead of --price-per-kwh.
     #[arg(long)]
     price_series: Option<PathBuf>,
-    /// Compute price in USD per GPU-hour (cloud rental), e.g. 2.5; adds GPUs x hours x rate.
-    #[arg(long)]
-    gpu_hour_usd: Option<f64>,
-    /// Carbon budget of the run in kg CO2e, e.g. 5; the report says at which step it was
-    /// (or would be) exceeded. Needs a grid intensity.
-    #[arg(long)]
-    carbon_budget_kg: Option<f64>,
 }
 
 #[derive(Args)]
@@ -76,15 +55,6 @@ pub struct CompareArgs {
     format: String,
 }
 
-fn non_negative(flag: &str, v: Option<f64>) -> Result<()> {
-    match v {
-        Some(x) if !(x >= 0.0 && x.is_finite()) => {
-            bail!("{flag} must be a non-negative number, got {x}")
-        }
-        _ => Ok(()),
-    }
-}
-
 /// A checked series, its notes (unit read, coverage of the run) said on stderr.
 fn series(f: &Path, kind: Kind, a: &Analysis) -> Result<Series> {
     let (s, mut notes) = Series::read_checked(f, kind)?;
@@ -102,30 +72,22 @@ fn series(f: &Path, kind: Kind, a: &Analysis) -> Result<Series> {
 
 /// Options for one run: flags first, then the run's own country/region labels.
 fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
-    use eco2ai_trace::grid::{GridChoice, resolve};
-    let flags = GridChoice {
-        country: p.country.as_deref(),
-        region: p.region.as_deref(),
-        gco2_per_kwh: p.gco2_per_kwh,
-    };
-    // The run's own labels when no flag is given: its region, else its country.
-    let label = GridChoice {
-        region: a.region.as_deref(),
-        country: a.region.is_none().then_some(a.country.as_deref()).flatten(),
-        gco2_per_kwh: None,
-    };
     let (intensity, source) = if let Some(f) = &p.intensity_series {
         let src = format!("--intensity-series {}", f.display());
-        (Some(Rate::Series(series(f, Kind::Intensity, a)?)), Some(src))
-    } else if let Some(i) = resolve(flags)? {
-        (Some(Rate::Fixed(i.g_per_kwh)), Some(format!("--{}", i.source)))
-    } else if let Some(i) = resolve(label).context("the run's own country/region label")? {
-        let src = format!("the run's label {}", i.source);
-        (Some(Rate::Fixed(i.g_per_kwh)), Some(src))
+        (
+            Some(Rate::Series(series(f, Kind::Intensity, a)?)),
+            Some(src),
+        )
     } else {
-        (None, None)
+        match p
+            .prices
+            .intensity(a.region.as_deref(), a.country.as_deref())?
+        {
+            Some(i) => (Some(Rate::Fixed(i.g_per_kwh)), Some(i.source)),
+            None => (None, None),
+        }
     };
-    let price = match (&p.price_series, p.price_per_kwh) {
+    let price = match (&p.price_series, p.prices.price_per_kwh) {
         (Some(f), _) => Some(Rate::Series(series(f, Kind::Price, a)?)),
         (None, Some(v)) => Some(Rate::Fixed(v)),
         _ => None,
@@ -133,37 +95,19 @@ fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
     Ok(Options {
         intensity,
         intensity_source: source,
-        pue: p.pue,
+        pue: p.prices.pue,
         price,
-        gpu_hour_usd: p.gpu_hour_usd,
-        carbon_budget_kg: p.carbon_budget_kg,
+        gpu_hour_usd: p.prices.gpu_hour_usd,
+        carbon_budget_kg: p.prices.carbon_budget_kg,
     })
 }
 
 fn check(p: &Pricing, format: &str) -> Result<()> {
-    for (f, v) in [
-        ("--gco2-per-kwh", p.gco2_per_kwh),
-        ("--price-per-kwh", p.price_per_kwh),
-        ("--gpu-hour-usd", p.gpu_hour_usd),
-        ("--carbon-budget-kg", p.carbon_budget_kg),
-    ] {
-        non_negative(f, v)?;
+    p.prices.check()?;
+    if p.intensity_series.is_some() && p.prices.flag_intensity()?.is_some() {
+        bail!("give one grid intensity: --country, --region, --gco2-per-kwh or --intensity-series");
     }
-    if !(p.pue >= 1.0 && p.pue.is_finite()) {
-        bail!("--pue must be at least 1, got {}", p.pue);
-    }
-    let grids = [
-        p.country.is_some(),
-        p.region.is_some(),
-        p.gco2_per_kwh.is_some(),
-        p.intensity_series.is_some(),
-    ];
-    if grids.iter().filter(|g| **g).count() > 1 {
-        bail!(
-            "give one grid intensity: --country, --region, --gco2-per-kwh or --intensity-series"
-        );
-    }
-    if p.price_per_kwh.is_some() && p.price_series.is_some() {
+    if p.prices.price_per_kwh.is_some() && p.price_series.is_some() {
         bail!("give one price: --price-per-kwh or --price-series");
     }
     if !["table", "json", "html"].contains(&format) {
@@ -347,7 +291,8 @@ fn refuse_duplicates(runs: &[PathBuf]) -> Result<()> {
     let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
     for r in runs {
         must_exist(r)?;
-        let canon = std::fs::canonicalize(r).with_context(|| format!("resolving {}", r.display()))?;
+        let canon =
+            std::fs::canonicalize(r).with_context(|| format!("resolving {}", r.display()))?;
         if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canon) {
             bail!(
                 "{} is given twice (as {} and {}): each run is counted once",

@@ -108,9 +108,15 @@ fn data_line(o: &mut String, q: &crate::energy::Quality) {
         (q.counter_resets, "counter resets repaired"),
         (q.dropped_readings, "readings dropped (NaN/duplicate)"),
         (q.timestamps_out_of_order, "timestamps out of order"),
-        (q.counter_glitches, "impossible counter jumps bridged with the power curve"),
+        (
+            q.counter_glitches,
+            "impossible counter jumps bridged with the power curve",
+        ),
         (q.steps_outside_run, "step rows outside the run left out"),
-        (q.overlapping_steps, "overlapping steps of one process (a data error)"),
+        (
+            q.overlapping_steps,
+            "overlapping steps of one process (a data error)",
+        ),
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)

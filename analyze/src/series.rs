@@ -188,7 +188,9 @@ impl Series {
         }
         rows.sort_by_key(|r| r.0);
         let notes = match unit {
-            Some((_, u)) if u != "s" => vec![format!("{name}: numeric timestamps read as Unix {u}")],
+            Some((_, u)) if u != "s" => {
+                vec![format!("{name}: numeric timestamps read as Unix {u}")]
+            }
             _ => Vec::new(),
         };
         Ok((Series(rows), notes))
@@ -268,12 +270,23 @@ mod tests {
     fn bad_series_are_refused_with_their_line() {
         for (text, why) in [
             ("1767225600,50\n1767225600,60\n", "2: duplicate timestamp"),
-            ("1767225660,50\n1767225600,60\n", "2: timestamps out of order"),
-            ("1767225600,1e300\n", "1: 1.000e300 gCO2/kWh is out of range"),
-            ("1767225600,50\n1767225600000,60\n", "2: timestamp 1767225600000 looks like Unix ms"),
+            (
+                "1767225660,50\n1767225600,60\n",
+                "2: timestamps out of order",
+            ),
+            (
+                "1767225600,1e300\n",
+                "1: 1.000e300 gCO2/kWh is out of range",
+            ),
+            (
+                "1767225600,50\n1767225600000,60\n",
+                "2: timestamp 1767225600000 looks like Unix ms",
+            ),
         ] {
             let (_d, p) = file(text);
-            let e = Series::read_checked(&p, Kind::Intensity).unwrap_err().to_string();
+            let e = Series::read_checked(&p, Kind::Intensity)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why), "{text:?}: {e}");
         }
     }

@@ -188,7 +188,10 @@ fn zeus_profiles_come_back_window_by_window() {
         synth::generate_with(&tmp.path().join("r"), &spec, &profile, &spans).unwrap();
         let run = Run::open(&tmp.path().join("r")).unwrap();
         let (devices, _, _) = energy::devices(&run).unwrap();
-        let got = energy::attribute(&devices, &energy::steps(&run, &mut Default::default()).unwrap());
+        let got = energy::attribute(
+            &devices,
+            &energy::steps(&run, &mut Default::default()).unwrap(),
+        );
         assert_eq!(got.len(), rows.len(), "{}", f.display());
         for (k, r) in rows.iter().enumerate() {
             for g in 0..gpus as usize {

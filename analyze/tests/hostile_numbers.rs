@@ -87,10 +87,18 @@ fn json(o: &Output) -> serde_json::Value {
 fn a_counter_spike_to_2_pow_63_is_bridged_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    write(&run, "H200", |s, e| if s == 30 { 1 << 63 } else { e }, regular_steps());
+    write(
+        &run,
+        "H200",
+        |s, e| if s == 30 { 1 << 63 } else { e },
+        regular_steps(),
+    );
     let r = json(&report(&[&run], &[]));
     let kwh = r["energy_kwh"].as_f64().unwrap();
-    assert!((kwh / TRUE_KWH - 1.0).abs() < 0.01, "{kwh} kWh, truth {TRUE_KWH}");
+    assert!(
+        (kwh / TRUE_KWH - 1.0).abs() < 0.01,
+        "{kwh} kWh, truth {TRUE_KWH}"
+    );
     assert_eq!(r["quality"]["counter_glitches"], 1, "{}", r["quality"]);
 }
 
@@ -99,14 +107,19 @@ fn overlapping_steps_never_count_more_than_the_device_spent() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
     let end = START_NS + (LEN_S - 1) * 1_000_000_000;
-    let steps = (0..50).map(|k| step(k, START_NS + 1_000_000_000, end, 8)).collect();
+    let steps = (0..50)
+        .map(|k| step(k, START_NS + 1_000_000_000, end, 8))
+        .collect();
     write(&run, "H200", |_, e| e, steps);
     let r = json(&report(&[&run], &[]));
     let (total, in_steps) = (
         r["energy_kwh"].as_f64().unwrap(),
         r["steps"]["in_steps_kwh"].as_f64().unwrap(),
     );
-    assert!(in_steps <= total * 1.000_001, "{in_steps} in steps of {total}");
+    assert!(
+        in_steps <= total * 1.000_001,
+        "{in_steps} in steps of {total}"
+    );
     assert_eq!(r["quality"]["overlapping_steps"], 49);
 }
 
@@ -119,7 +132,10 @@ fn extreme_steps_are_left_out_and_counts_saturate() {
     steps.push(step(1001, i64::MAX - 1, i64::MAX, 8));
     steps.push(step(1002, START_NS + 10, START_NS + 20, u64::MAX));
     write(&run, "H200", |_, e| e, steps);
-    let o = report(&[&run], &["--gco2-per-kwh", "100", "--carbon-budget-kg", "1"]);
+    let o = report(
+        &[&run],
+        &["--gco2-per-kwh", "100", "--carbon-budget-kg", "1"],
+    );
     let r = json(&o);
     assert_eq!(r["quality"]["steps_outside_run"], 2, "{}", r["quality"]);
     assert_eq!(r["samples"].as_u64(), Some(u64::MAX));
@@ -173,4 +189,85 @@ fn two_grid_intensities_or_two_prices_are_refused() {
         let o = report(&[&run], flags);
         assert_eq!(o.status.code(), Some(2), "{flags:?}");
     }
+}
+
+#[test]
+fn replay_of_steps_far_outside_the_run_ends_promptly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    let mut steps = regular_steps();
+    let far = START_NS + 1_000_000_000_000_000; // 10^15 ns (11.6 days) after the start
+    steps.push(step(2000, far, far + 1, 8));
+    steps.push(step(2001, i64::MAX - 1, i64::MAX, u64::MAX));
+    write(&run, "H200", |_, e| e, steps);
+    let om = tmp.path().join("out.om");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eco2ai-analyze"))
+        .args([
+            "replay",
+            run.to_str().unwrap(),
+            "--openmetrics",
+            om.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("replay still running after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("2 rows outside the run's time span left out"),
+        "{err}"
+    );
+    // A minute of run at the default tick: kilobytes, not days of empty ticks.
+    let size = std::fs::metadata(&om).unwrap().len();
+    assert!(size < 2_000_000, "{size} bytes of OpenMetrics");
+}
+
+#[test]
+fn synth_and_footprint_refuse_numbers_out_of_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    for flags in [
+        &["synth", out.to_str().unwrap(), "--step-ms", "inf"][..],
+        &["synth", out.to_str().unwrap(), "--gap-ms", "NaN"][..],
+        &["synth", out.to_str().unwrap(), "--duration-s", "1e30"][..],
+        &[
+            "footprint",
+            "--gpu-hours",
+            "1e300",
+            "--watts",
+            "1e300",
+            "--gco2-per-kwh",
+            "1",
+        ][..],
+        &[
+            "footprint",
+            "--gpu-hours",
+            "1",
+            "--watts",
+            "700",
+            "--gco2-per-kwh",
+            "1e300",
+        ][..],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_eco2ai-analyze"))
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
+    assert!(!out.exists(), "a refused synth wrote {}", out.display());
 }

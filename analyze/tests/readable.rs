@@ -36,7 +36,10 @@ fn a_missing_run_is_said_not_to_exist() {
         let o = analyze(&[cmd, "/no/such/run-dir"]);
         assert_eq!(o.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("/no/such/run-dir does not exist"), "{cmd}: {err}");
+        assert!(
+            err.contains("/no/such/run-dir does not exist"),
+            "{cmd}: {err}"
+        );
     }
 }
 
@@ -62,9 +65,15 @@ fn report_figures_and_page_show_the_run() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(!table.contains("-0.0") && !table.contains(" -0 "), "{table}");
+    assert!(
+        !table.contains("-0.0") && !table.contains(" -0 "),
+        "{table}"
+    );
     // The budget is a few mg: shown in g with significant digits, not "0.000 kg".
-    assert!(table.contains(" g, -") && !table.contains("0.000 kg"), "{table}");
+    assert!(
+        table.contains(" g, -") && !table.contains("0.000 kg"),
+        "{table}"
+    );
     assert!(table.contains("energy/step  mean"), "{table}");
 
     let dir = out.join("synthetic");
@@ -76,8 +85,14 @@ fn report_figures_and_page_show_the_run() {
         assert!(drawn(&svg) >= 2, "{f} draws nothing");
     }
     let brk = std::fs::read_to_string(dir.join("breakdown.svg")).unwrap();
-    assert!(brk.contains("Energy (kWh") && brk.contains("Cost (USD"), "{brk}");
-    assert!(brk.contains("CO2: ") && brk.contains(" g at 41.4 gCO2/kWh"), "{brk}");
+    assert!(
+        brk.contains("Energy (kWh") && brk.contains("Cost (USD"),
+        "{brk}"
+    );
+    assert!(
+        brk.contains("CO2: ") && brk.contains(" g at 41.4 gCO2/kWh"),
+        "{brk}"
+    );
 
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     for want in [
@@ -99,7 +114,12 @@ fn power_axis_ticks_are_round() {
     let run = tmp.path().join("r");
     synth_run(&run, 15.0);
     let out = tmp.path().join("out");
-    let o = analyze(&["report", run.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = analyze(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let svg = std::fs::read_to_string(out.join("synthetic/power.svg")).unwrap();
     // The y labels: text anchored at the end, left of the axis.
@@ -112,7 +132,9 @@ fn power_axis_ticks_are_round() {
     let step = labels[1] - labels[0];
     let mantissa = step / 10f64.powf(step.log10().floor());
     assert!(
-        [1.0, 2.0, 2.5, 5.0].iter().any(|m| (m - mantissa).abs() < 1e-9),
+        [1.0, 2.0, 2.5, 5.0]
+            .iter()
+            .any(|m| (m - mantissa).abs() < 1e-9),
         "tick step {step} in {labels:?}"
     );
 }

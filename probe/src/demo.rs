@@ -92,7 +92,11 @@ impl Trainer<'_> {
         if let Some(m) = &self.markers {
             (m.begin)(self.step);
         }
-        compute(self.cfg.threads, self.cfg.step.mul_f64(0.8 * slowdown), self.step);
+        compute(
+            self.cfg.threads,
+            self.cfg.step.mul_f64(0.8 * slowdown),
+            self.step,
+        );
         let samples = 32;
         if let Some(m) = &self.markers {
             let s = Eco2aiStep {

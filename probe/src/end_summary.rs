@@ -108,14 +108,30 @@ mod tests {
         };
         // 3.6 MJ = 1 kWh IT, 1.5 kWh facility: 150 g, 0.30 USD energy; 2 GPUs x 1 h x 2.
         let out = lines(&live(3.6e6, 3600.0), 2, &m);
-        assert!(out.contains("co2       150.000 g at 100.0 gCO2/kWh (from --gco2)"), "{out}");
-        assert!(out.contains("cost      4.3000 USD (energy 0.3000, compute 4.0000)"), "{out}");
-        assert!(out.contains("budget    EXCEEDED: 150.000 g of 0.100 g"), "{out}");
+        assert!(
+            out.contains("co2       150.000 g at 100.0 gCO2/kWh (from --gco2)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cost      4.3000 USD (energy 0.3000, compute 4.0000)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("budget    EXCEEDED: 150.000 g of 0.100 g"),
+            "{out}"
+        );
     }
 
     #[test]
     fn nothing_asked_nothing_printed_but_the_missing_intensity() {
-        let out = lines(&live(10.0, 1.0), 0, &Money { pue: 1.0, ..Money::default() });
+        let out = lines(
+            &live(10.0, 1.0),
+            0,
+            &Money {
+                pue: 1.0,
+                ..Money::default()
+            },
+        );
         assert_eq!(out, "co2       - (no --country or --region given)\n");
     }
 
@@ -128,6 +144,10 @@ mod tests {
         .unwrap();
         let line = Money::new(fr, 1.0).startup_line();
         assert!(line.contains("41.4 gCO2/kWh from country FR"), "{line}");
-        assert!(Money::new(None, 1.0).startup_line().contains("no grid intensity"));
+        assert!(
+            Money::new(None, 1.0)
+                .startup_line()
+                .contains("no grid intensity")
+        );
     }
 }

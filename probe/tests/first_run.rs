@@ -21,7 +21,10 @@ fn a_command_without_dashdash_gets_a_hint() {
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("unexpected argument 'sleep'"), "{err}");
-    assert!(err.contains("hint: put the command to record after '--'"), "{err}");
+    assert!(
+        err.contains("hint: put the command to record after '--'"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -38,8 +41,15 @@ fn a_budget_without_an_intensity_is_refused() {
         "true",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--carbon-budget-kg needs a grid intensity"), "{}", stderr(&o));
-    assert!(!out.exists(), "a refused record must not create its output directory");
+    assert!(
+        stderr(&o).contains("--carbon-budget-kg needs a grid intensity"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !out.exists(),
+        "a refused record must not create its output directory"
+    );
 }
 
 #[test]
@@ -65,7 +75,10 @@ fn the_end_of_a_recording_prints_co2_cost_and_the_budget() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("at 41.4 gCO2/kWh (from country FR"), "{err}");
-    assert!(err.contains("CO2 at 41.4 gCO2/kWh from country FR"), "{err}");
+    assert!(
+        err.contains("CO2 at 41.4 gCO2/kWh from country FR"),
+        "{err}"
+    );
     assert!(err.contains("cost      "), "{err}");
     assert!(err.contains("budget    EXCEEDED"), "{err}");
 }

@@ -61,19 +61,32 @@ pub enum GridError {
 /// The one rule for every command, live and offline: the one flag given (two are an
 /// error), looked up in the embedded tables; `None` when none is given.
 pub fn resolve(c: GridChoice) -> Result<Option<Intensity>, GridError> {
-    let given = [c.country.is_some(), c.region.is_some(), c.gco2_per_kwh.is_some()];
+    let given = [
+        c.country.is_some(),
+        c.region.is_some(),
+        c.gco2_per_kwh.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(GridError::TwoSources);
     }
     if let Some(r) = c.region {
         let g = region_g_per_kwh(r).ok_or_else(|| GridError::Region(r.into()))?;
         let source = format!("region {r} (datasets/cloud_region_intensity.csv)");
-        return Ok(Some(Intensity { g_per_kwh: g, source }));
+        return Ok(Some(Intensity {
+            g_per_kwh: g,
+            source,
+        }));
     }
     if let Some(k) = c.country {
         let g = country_g_per_kwh(k).ok_or_else(|| GridError::Country(k.into()))?;
-        let source = format!("country {} (datasets/grid_intensity_by_country.csv)", k.to_uppercase());
-        return Ok(Some(Intensity { g_per_kwh: g, source }));
+        let source = format!(
+            "country {} (datasets/grid_intensity_by_country.csv)",
+            k.to_uppercase()
+        );
+        return Ok(Some(Intensity {
+            g_per_kwh: g,
+            source,
+        }));
     }
     match c.gco2_per_kwh {
         Some(g) if (0.0..=5000.0).contains(&g) => Ok(Some(Intensity {
@@ -83,6 +96,17 @@ pub fn resolve(c: GridChoice) -> Result<Option<Intensity>, GridError> {
         Some(g) => Err(GridError::Gco2(g)),
         None => Ok(None),
     }
+}
+
+/// A run's own labels when no flag is given: its region, else its country. An unknown
+/// label (a run recorded with a newer table, say) is no intensity, not an error.
+pub fn from_labels(region: Option<&str>, country: Option<&str>) -> Option<Intensity> {
+    let choice = GridChoice {
+        region,
+        country: if region.is_none() { country } else { None },
+        gco2_per_kwh: None,
+    };
+    resolve(choice).ok().flatten()
 }
 
 #[cfg(test)]

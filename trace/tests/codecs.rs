@@ -29,7 +29,11 @@ fn finished_run(dir: &std::path::Path) {
 /// Rewrites `path` in place with `codec`, keeping its schema and key-value metadata.
 fn rewrite(path: &std::path::Path, codec: Compression) {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-    let kv = reader.metadata().file_metadata().key_value_metadata().cloned();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
     let schema = reader.schema().clone();
     let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
     let props = WriterProperties::builder()

@@ -108,11 +108,21 @@ pub fn record_demo(built: &Built, plan: &DemoPlan) -> Result<DemoResult> {
         cmd.extend(["sudo".into(), "-E".into()]);
     }
     cmd.push(built.probe.display().to_string());
-    for a in ["record", "--demo", "--project", "demo", "--model", "synthetic"] {
+    for a in [
+        "record",
+        "--demo",
+        "--project",
+        "demo",
+        "--model",
+        "synthetic",
+    ] {
         cmd.push(a.into());
     }
     cmd.extend(["--country".into(), "FR".into()]);
-    cmd.extend(["--marker-lib".into(), built.marker_lib.display().to_string()]);
+    cmd.extend([
+        "--marker-lib".into(),
+        built.marker_lib.display().to_string(),
+    ]);
     cmd.extend(["--out".into(), plan.out.display().to_string()]);
     if let Some(d) = &plan.duration {
         cmd.extend(["--duration".into(), d.clone()]);
@@ -227,5 +237,7 @@ pub fn open(html: &Path) {
             return;
         }
     }
-    eprintln!("xtask: --open: no browser found ($BROWSER, xdg-open, chromium, firefox); open the path above");
+    eprintln!(
+        "xtask: --open: no browser found ($BROWSER, xdg-open, chromium, firefox); open the path above"
+    );
 }

@@ -310,7 +310,9 @@ pub fn steps(run: &Run, q: &mut Quality) -> Result<Vec<Step>, TraceError> {
     // Steps lie inside the run; a minute of slack for clocks read a little apart. Rows
     // outside (a forged or corrupt timestamp) are left out and counted.
     let lo = m.start_ns.saturating_sub(STEP_SLACK_NS);
-    let hi = m.end_ns.map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS));
+    let hi = m
+        .end_ns
+        .map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS));
     let mut all = Vec::new();
     for b in run.read_table(Table::Steps)?.batches {
         for r in eco2ai_trace::from_batch::step_rows(&b) {

@@ -83,7 +83,7 @@ impl<S: Sink + ?Sized> Sink for WithInstance<'_, S> {
     }
 }
 
-fn read_events(run: &Run) -> Result<Vec<Event>, TraceError> {
+fn read_events(run: &Run) -> Result<(Vec<Event>, usize), TraceError> {
     let mut events = Vec::new();
     for b in run.read_table(Table::Gpu)?.batches {
         events.extend(gpu_rows(&b).into_iter().map(Event::Gpu));
@@ -97,31 +97,45 @@ fn read_events(run: &Run) -> Result<Vec<Event>, TraceError> {
     for b in run.read_table(Table::Evals)?.batches {
         events.extend(eval_rows(&b).into_iter().map(Event::Eval));
     }
+    // Rows outside the run (a corrupt or forged timestamp) would stretch the replay over
+    // years of empty ticks: they are left out, and counted.
+    let m = run.meta();
+    let lo = m.start_ns.saturating_sub(OUTSIDE_SLACK_NS);
+    let hi = m
+        .end_ns
+        .unwrap_or(m.start_ns.saturating_add(MAX_OPEN_RUN_NS))
+        .saturating_add(OUTSIDE_SLACK_NS);
+    let before = events.len();
+    events.retain(|e| (lo..=hi).contains(&e.ts_ns()));
+    let outside = before - events.len();
     // Stable: rows of one sensor keep their recorded order at equal timestamps.
     events.sort_by_key(Event::ts_ns);
-    Ok(events)
+    Ok((events, outside))
 }
+
+/// How far outside the run's span a row may lie (clocks read a little apart).
+const OUTSIDE_SLACK_NS: i64 = 60_000_000_000;
+/// A run without an end (cut off) is taken to last at most a year.
+const MAX_OPEN_RUN_NS: i64 = 366 * 86_400_000_000_000;
 
 impl Replay {
     /// Reads the run; labels from its meta.json, `instance` from its host name.
     pub fn open(dir: &Path, prices: &Prices) -> Result<Replay, TraceError> {
         let run = Run::open(dir)?;
         let m = run.meta().clone();
-        let events = read_events(&run)?;
+        let (events, outside) = read_events(&run)?;
+        if outside > 0 {
+            eprintln!(
+                "eco2ai-analyze: {}: {outside} rows outside the run's time span left out",
+                dir.display()
+            );
+        }
         let last = events.last().map_or(m.start_ns, Event::ts_ns);
         let mut info = RunInfo::from_meta(&m, &m.host);
+        // The run's own label by the one rule (region, else country) when no flag says.
         info.intensity_g_per_kwh = prices.intensity_g_per_kwh.or_else(|| {
-            let region = m
-                .labels
-                .region
-                .as_deref()
-                .and_then(eco2ai_trace::grid::region_g_per_kwh);
-            region.or_else(|| {
-                m.labels
-                    .country
-                    .as_deref()
-                    .and_then(eco2ai_trace::grid::country_g_per_kwh)
-            })
+            let (region, country) = (m.labels.region.as_deref(), m.labels.country.as_deref());
+            eco2ai_trace::grid::from_labels(region, country).map(|i| i.g_per_kwh)
         });
         info.carbon_budget_kg = prices.carbon_budget_kg;
         info.price_per_kwh = prices.price_per_kwh;
@@ -175,16 +189,18 @@ impl Replay {
     }
 
     pub fn unix_ms(&self, t_ns: i64) -> i64 {
-        (t_ns + self.mono_to_unix_ns).div_euclid(1_000_000)
+        t_ns.saturating_add(self.mono_to_unix_ns)
+            .div_euclid(1_000_000)
     }
 
     /// The replay instants: every `every_ns` from the start, and the end.
     pub fn ticks(&self, every_ns: i64) -> impl Iterator<Item = i64> + use<> {
         let (start, end, every) = (self.start_ns, self.end_ns, every_ns.max(1_000_000));
-        let n = (end - start) / every;
+        let span = end.saturating_sub(start).max(0);
+        let n = span / every;
         (0..=n)
-            .map(move |k| start + k * every)
-            .chain(((end - start) % every != 0).then_some(end))
+            .map(move |k| start.saturating_add(k.saturating_mul(every)))
+            .chain((span % every != 0).then_some(end))
     }
 
     /// Feeds every row up to and including `t_ns` to the state.
