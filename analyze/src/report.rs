@@ -1,6 +1,6 @@
 //! A run's report: energy (per device, per step, between steps), samples/kWh, CO2 with a
 //! fixed or time-varying grid intensity, cost, carbon budget, efficiency score. The JSON
-//! keys are the users' contract (README, "Report JSON").
+//! keys are the users' contract (docs/analysis.md, "Report JSON").
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -243,7 +243,7 @@ pub struct DeviceEnergy {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Efficiency {
-    /// In [0, 1]: weighted mean of the parts below that exist (README, "Efficiency score").
+    /// In [0, 1]: weighted mean of the parts below that exist (docs/analysis.md, "Efficiency score").
     pub score: Option<f64>,
     /// Run samples/kWh over the best 5-minute window's.
     pub throughput: Option<f64>,
