@@ -1,6 +1,14 @@
 """Eco2AICallback: marks every optimizer step and evaluation of a transformers Trainer
 for eco2ai-probe, enforces the carbon budget from the probe's live totals, and
-summarises the run at the end."""
+summarises the run at the end.
+
+    cb = Eco2AICallback(config=CarbonConfig(project_name="bert-ft", country="FR"),
+                        integrations=[AWSCostExplorer(...), CarbonAccountingAPI(...)])
+
+With export_prometheus (the default) the probe serves the live hf_training_* metrics on
+127.0.0.1:prometheus_port while it trains (cb.metrics_addr; cb.metrics_off says why
+not). Integrations: `enrich(summary)` first (cost sources), then `send(summary)`
+(report sinks); see integrations.py."""
 
 import logging
 import os
@@ -28,6 +36,8 @@ class Eco2AICallback(TrainerCallback):
         self._in_step = False
         self._samples = 0
         self._last_check = 0.0
+        self.metrics_addr = None
+        self.metrics_off = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.session = ProbeSession.join_or_start(self.config)
@@ -36,7 +46,12 @@ class Eco2AICallback(TrainerCallback):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             self.session.register_rank()
         how = "joined" if self.session.joined else "started"
-        log.info("hf-eco2ai: %s eco2ai-probe, run %s", how, self.run_dir)
+        self.metrics_addr = getattr(self.session, "metrics_addr", None)
+        self.metrics_off = getattr(self.session, "metrics_off", None)
+        where = f"metrics on http://{self.metrics_addr}/metrics" if self.metrics_addr else f"metrics off: {self.metrics_off}"
+        if self.session.joined:
+            where = "metrics as the recording probe serves them"
+        log.info("hf-eco2ai: %s eco2ai-probe, run %s, %s", how, self.run_dir, where)
 
     def on_step_begin(self, args, state, control, **kwargs):
         # With gradient accumulation this fires per micro-batch: mark the first.
@@ -99,10 +114,20 @@ class Eco2AICallback(TrainerCallback):
         self.summary["budget_exceeded_at_step"] = self.budget_exceeded_at_step
         # One report per run, not one per rank.
         if int(os.environ.get("RANK", "0")) == 0:
+            self._run_integrations("enrich")
             log.info("%s", report.one_line(self.summary))
-            for integration in self.integrations:
-                integration.send(self.summary)
+            self._run_integrations("send")
         self.markers = None
+
+    def _run_integrations(self, method):
+        for integration in self.integrations:
+            call = getattr(integration, method, None)
+            if call is None:
+                continue
+            try:
+                call(self.summary)
+            except Exception as e:  # an integration never fails the training
+                log.error("hf-eco2ai: %s.%s failed: %s: %s", type(integration).__name__, method, type(e).__name__, e)
 
 
 def _distributed():

@@ -1,5 +1,18 @@
-"""Where a finished run's report goes besides the log: an HTTP endpoint (a
-carbon-accounting API), with retries."""
+"""Where a finished run's report goes besides the log, and where its costs come from.
+
+    from hf_eco2ai import CarbonConfig, Eco2AICallback
+    from hf_eco2ai.integrations import CarbonAccountingAPI, AWSCostExplorer
+
+    api = CarbonAccountingAPI("https://carbon.example.com/v1/runs", api_key=os.environ["CARBON_API_KEY"])
+    aws = AWSCostExplorer(key_id, secret, "us-east-1")
+    cb = Eco2AICallback(config=CarbonConfig(project_name="bert-ft", country="FR"), integrations=[aws, api])
+
+At train end the callback first lets every integration with an `enrich(summary)`
+method complete the summary (AWSCostExplorer puts the compute cost it read into the
+cost breakdown), then logs the summary and calls `send(summary)` on every integration
+that has one (CarbonAccountingAPI POSTs the carbon report, schema in its docstring).
+A failing integration is logged and never fails the training.
+"""
 
 import json
 import logging
@@ -113,3 +126,59 @@ class HttpReport:
             reason,
         )
         return False
+
+
+class CarbonAccountingAPI(HttpReport):
+    """Submits the run's carbon report (JSON, POST) to a carbon-accounting endpoint at
+    train end, retrying connection errors and 5xx/429 answers with exponential backoff.
+
+    The API key travels only in a header: `Authorization: Bearer KEY` (default) or
+    `X-API-Key: KEY` (auth_header="X-API-Key"). It is never put in the URL (a URL that
+    carries credentials is refused), the payload, the run directory, the log or the
+    metrics; repr() does not show it.
+
+    Payload (schema "hf-eco2ai/carbon-report/v1"; null where unknown):
+        schema            "hf-eco2ai/carbon-report/v1"
+        run_id            the probe's run id (name of the run directory)
+        project, model    CarbonConfig.project_name, model_name
+        host              machine name
+        start, end        RFC 3339 UTC, e.g. "2026-12-03T13:49:28.123Z"
+        duration_s        seconds recorded
+        energy_kwh        facility energy (IT energy x pue); gpu_energy_kwh, cpu_energy_kwh
+        pue               power usage effectiveness applied
+        co2_kg            kg CO2e
+        intensity_g_per_kwh, intensity_source   grid intensity and where it came from
+        cost              {"currency": "USD", "energy", "compute", "compute_source", "total"}
+                          compute_source: "gpu_hour_usd" or "aws-cost-explorer ..."
+        steps, samples    optimizer steps and training samples
+        samples_per_kwh   samples / energy_kwh
+        budget_exceeded_at_step   step at which the carbon budget stopped training
+    """
+
+    def __init__(self, endpoint, api_key=None, timeout_s=10.0, retries=3, backoff_s=0.5, auth_header="Authorization"):
+        if _secrets(endpoint):
+            raise ValueError(
+                f"CarbonAccountingAPI endpoint carries credentials ({redact_url(endpoint)}): "
+                "pass the key as api_key=, it is sent in a header"
+            )
+        if auth_header not in ("Authorization", "X-API-Key"):
+            raise ValueError(f"auth_header must be 'Authorization' or 'X-API-Key', got {auth_header!r}")
+        headers = {}
+        if api_key:
+            headers[auth_header] = f"Bearer {api_key}" if auth_header == "Authorization" else str(api_key)
+        super().__init__(endpoint, headers=headers, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
+        self.last_payload = None
+
+    def __repr__(self):
+        return f"CarbonAccountingAPI({redact_url(self.url)!r}, api_key={'***' if self.headers else None})"
+
+    def send(self, summary):
+        from .report import carbon_report
+
+        self.last_payload = carbon_report(summary) if "cost" in summary else summary
+        return super().send(self.last_payload)
+
+
+from .aws import AWSCostExplorer, sigv4_sign  # noqa: E402  (re-exported: the guide imports it from here)
+
+__all__ = ["AWSCostExplorer", "CarbonAccountingAPI", "HttpReport", "redact_url", "sigv4_sign"]

@@ -1,7 +1,10 @@
 """Finding, starting or joining the eco2ai-probe recorder, and reading its live totals."""
 
+import errno
 import json
+import logging
 import os
+import socket
 import shutil
 import signal
 import subprocess
@@ -12,6 +15,32 @@ from .markers import ENV_MARKER_LIB
 ENV_RUN_DIR = "ECO2AI_RUN_DIR"
 ENV_PROBE = "ECO2AI_PROBE"
 ENV_MARKER_SOCKET = "ECO2AI_MARKER_SOCKET"
+
+
+logger = logging.getLogger("hf_eco2ai")
+
+
+def port_free(port, host="127.0.0.1"):
+    """None if `host:port` can be bound now, else why not (in words)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use"
+            return f"{host}:{port} cannot be bound: {e.strerror}"
+    return None
+
+
+def metrics_args(config):
+    """(probe flags, metrics address or None, why metrics are off or None)."""
+    if not config.export_prometheus:
+        return ["--no-metrics"], None, "export_prometheus=False"
+    addr = f"127.0.0.1:{config.prometheus_port}"
+    busy = port_free(config.prometheus_port)
+    if busy:
+        return ["--no-metrics"], None, f"{busy} (set CarbonConfig.prometheus_port to a free port)"
+    return ["--metrics-addr", addr], addr, None
 
 
 class ProbeError(RuntimeError):
@@ -104,7 +133,7 @@ class ProbeSession:
         cmd = [probe, "record", "--pid", str(pid), "--out", config.output_dir, "--run-id", run_id]
         cmd += ["--project", config.project_name]
         for flag, value in (
-            ("--model", config.model_name),
+            ("--model", config.model_label()),
             ("--country", config.country),
             ("--region", config.region),
             ("--carbon-budget-kg", config.carbon_budget_kg),
@@ -114,10 +143,9 @@ class ProbeSession:
             if value is not None:
                 cmd += [flag, str(value)]
         cmd += ["--pue", str(config.pue)]
-        if config.export_prometheus:
-            cmd += ["--metrics-addr", f"127.0.0.1:{config.prometheus_port}"]
-        else:
-            cmd += ["--no-metrics"]
+        cmd += config.sampling_args()
+        flags, metrics_addr, metrics_off = metrics_args(config)
+        cmd += flags
         cmd += [str(a) for a in config.extra_probe_args]
         os.makedirs(config.output_dir, exist_ok=True)
         log_path = os.path.join(config.output_dir, f".{run_id}.probe.log")
@@ -136,11 +164,43 @@ class ProbeSession:
             time.sleep(0.02)
         session = cls(run_dir, proc)
         session._log = log
+        session._log_path = log_path
+        session.metrics_addr, session.metrics_off = metrics_addr, metrics_off
+        session._check_metrics()
         socket = session.meta.get("marker_socket")
         if socket:
             # The marker library reads this at its first call.
             os.environ[ENV_MARKER_SOCKET] = socket
         return session
+
+    metrics_addr = None
+    metrics_off = None
+
+    def _check_metrics(self, wait_s=2.0):
+        """Confirms the probe serves /metrics (it may lose a race for the port: it then
+        records without metrics and says so in its log)."""
+        if self.metrics_addr is None:
+            if self.metrics_off:
+                logger.warning("hf-eco2ai: live metrics off: %s", self.metrics_off)
+            return
+        host, port = self.metrics_addr.rsplit(":", 1)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                with open(self._log_path) as f:
+                    text = f.read()
+            except OSError:
+                text = ""
+            line = next((l for l in text.splitlines() if "live metrics not served" in l), None)
+            if line:
+                self.metrics_addr, self.metrics_off = None, line.split("eco2ai-probe: ", 1)[-1]
+                logger.warning("hf-eco2ai: live metrics off: %s", self.metrics_off)
+                return
+            try:
+                socket.create_connection((host, int(port)), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
 
     def live(self):
         """The probe's running totals (live.json), or None before its first flush."""

@@ -38,7 +38,7 @@ pub fn ensure_venv() -> Result<PathBuf> {
     }
     if !has_modules(
         &py,
-        "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest, duckdb",
+        "hf_eco2ai, torch, transformers, accelerate, pyarrow, pytest, duckdb, prometheus_client",
     ) {
         eprintln!(
             "xtask: installing the Python package and its test dependencies into .venv (torch: a few GB, once)"
