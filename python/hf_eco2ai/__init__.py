@@ -5,12 +5,14 @@
 """
 
 from .config import CarbonConfig, ConfigError
-from .integrations import HttpReport
+from .integrations import AWSCostExplorer, CarbonAccountingAPI, HttpReport
 from .markers import Markers
 from .probe import ProbeError, ProbeSession
 from .tracker import StepTracker
 
 __all__ = [
+    "AWSCostExplorer",
+    "CarbonAccountingAPI",
     "CarbonConfig",
     "ConfigError",
     "Eco2AICallback",
