@@ -21,6 +21,7 @@ def test_defaults_are_valid_and_country_is_normalised():
         ({"region": "mars:olympus-1"}, "unknown cloud region"),
         ({"pue": 0.9}, "pue must be >= 1.0"),
         ({"measurement_interval": 0}, "measurement_interval"),
+        ({"measurement_interval": 0.001}, "10 ms at most"),
         ({"carbon_budget_kg": -1, "country": "FR"}, "carbon_budget_kg"),
         ({"carbon_budget_kg": 1.0}, "needs country or region"),
         ({"prometheus_port": 70000}, "prometheus_port"),
