@@ -25,9 +25,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                         PROBE ARGS, run eco2ai-probe with them instead
   setup                 install the eBPF toolchain (nightly rust-src, bpf-linker)
   test                  the whole test suite (what .ci/run runs)
-  stack [--probe HOST:PORT] [--secrets DIR]
+  stack [--probe HOST:PORT] [--secrets DIR] [--global]
                         Prometheus (127.0.0.1:9090) and Alertmanager (127.0.0.1:9093)
-                        with monitoring/, scraping the probe, until Ctrl-C
+                        with monitoring/, scraping the probe, until Ctrl-C; --global
+                        adds a Prometheus (127.0.0.1:9095) federating the first
   bench [--seconds N] [--no-codecarbon]
                         probe CPU time and peak RSS at default rates on a fake RAPL
                         tree (1 kHz) and 8 fake GPUs, next to CodeCarbon
