@@ -2,6 +2,7 @@
 //! energy_kwh = GPU-hours x watts x PUE / 1000, CO2 = energy x grid intensity.
 
 use serde::Serialize;
+use eco2ai_trace::grid::{GridChoice, GridError, resolve};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
@@ -12,16 +13,10 @@ pub enum FootprintError {
     Pue,
     #[error("{0} is at most {1}: no planned run is larger")]
     TooLarge(&'static str, f64),
-    #[error("give exactly one of --country, --region, --gco2-per-kwh")]
+    #[error("give one of --country, --region, --gco2-per-kwh")]
     Intensity,
-    #[error(
-        "unknown country '{0}': no grid intensity for it in datasets/grid_intensity_by_country.csv"
-    )]
-    Country(String),
-    #[error(
-        "unknown region '{0}': expected provider:region from datasets/cloud_region_intensity.csv, e.g. gcp:europe-west1"
-    )]
-    Region(String),
+    #[error(transparent)]
+    Grid(#[from] GridError),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -63,19 +58,12 @@ pub fn footprint(
     if !(pue >= 1.0 && pue.is_finite()) {
         return Err(FootprintError::Pue);
     }
-    use eco2ai_trace::grid::{GridChoice, GridError, resolve};
     let choice = GridChoice {
         country,
         region,
         gco2_per_kwh,
     };
-    let g = match resolve(choice) {
-        Ok(Some(i)) => i.g_per_kwh,
-        Ok(None) | Err(GridError::TwoSources) => return Err(FootprintError::Intensity),
-        Err(GridError::Country(c)) => return Err(FootprintError::Country(c)),
-        Err(GridError::Region(r)) => return Err(FootprintError::Region(r)),
-        Err(GridError::Gco2(_)) => return Err(FootprintError::NotPositive("--gco2-per-kwh")),
-    };
+    let g = resolve(choice)?.ok_or(FootprintError::Intensity)?.g_per_kwh;
     let energy_kwh = gpu_hours * watts * pue / 1000.0;
     Ok(Footprint {
         gpu_hours,
@@ -112,7 +100,7 @@ mod tests {
         );
         assert_eq!(
             footprint(1.0, 1.0, 1.0, Some("FR"), None, Some(1.0)),
-            Err(FootprintError::Intensity)
+            Err(FootprintError::Grid(GridError::TwoSources))
         );
         assert_eq!(
             footprint(1.0, 1.0, 1.0, None, None, None),
@@ -120,11 +108,11 @@ mod tests {
         );
         assert_eq!(
             footprint(1.0, 1.0, 1.0, Some("QQ"), None, None),
-            Err(FootprintError::Country("QQ".into()))
+            Err(FootprintError::Grid(GridError::Country("QQ".into())))
         );
         assert!(matches!(
             footprint(1.0, 1.0, 1.0, None, Some("x:y"), None),
-            Err(FootprintError::Region(_))
+            Err(FootprintError::Grid(GridError::Region(_)))
         ));
         assert_eq!(
             footprint(1e300, 1e300, 1.0, None, None, Some(1.0)),
@@ -132,7 +120,7 @@ mod tests {
         );
         assert_eq!(
             footprint(1.0, 1.0, 1.0, None, None, Some(1e300)),
-            Err(FootprintError::NotPositive("--gco2-per-kwh"))
+            Err(FootprintError::Grid(GridError::Gco2(1e300)))
         );
     }
 }

@@ -1,4 +1,3 @@
-mod pricing_args;
 mod replay_cmd;
 mod report_cmd;
 

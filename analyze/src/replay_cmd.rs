@@ -8,7 +8,7 @@ use clap::Args;
 use eco2ai_analyze::replay::redact::redact_url;
 use eco2ai_analyze::replay::{Prices, Replay, fleet, openmetrics, remote_write, serve};
 
-use crate::pricing_args::PriceArgs;
+use eco2ai_trace::pricing::PriceArgs;
 use eco2ai_trace::parse::{MAX_SECONDS, parse_number, parse_seconds};
 
 // Every seconds, rate and speed flag goes through the shared range-checked parser, so a

@@ -12,7 +12,7 @@ use eco2ai_analyze::report_text;
 use eco2ai_analyze::series::{Kind, Series};
 use eco2ai_analyze::{heatmap, html};
 
-use crate::pricing_args::PriceArgs;
+use eco2ai_trace::pricing::PriceArgs;
 
 /// Grid, prices and budget of `report` and `compare`: the shared flags, and the
 /// time-varying series only these two take.

@@ -38,10 +38,8 @@ pub enum ConfigError {
     Gpus(String),
     #[error(transparent)]
     Grid(#[from] eco2ai_trace::grid::GridError),
-    #[error("{flag} must be a non-negative number, got {got}")]
-    Negative { flag: &'static str, got: f64 },
-    #[error("--pue must be at least 1.0, got {0}")]
-    Pue(f64),
+    #[error(transparent)]
+    Price(#[from] eco2ai_trace::pricing::PriceError),
     #[error(
         "invalid --uprobe '{0}': expected LIB:SYMBOL such as libcuda.so:cuLaunchKernel (at most 4)"
     )]
@@ -82,12 +80,6 @@ pub struct RecordArgs {
     pub project: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
-    /// ISO 3166 alpha-2 country of the machine, for CO2 (e.g. FR).
-    #[arg(long)]
-    pub country: Option<String>,
-    /// Cloud region, e.g. gcp:europe-west1.
-    #[arg(long)]
-    pub region: Option<String>,
     /// RAPL poll period.
     #[arg(long, value_parser = duration_arg, default_value = "1ms")]
     pub rapl_interval: Duration,
@@ -130,19 +122,10 @@ pub struct RecordArgs {
     /// Stop exporting a GPU's series after this long without a sample (a lost GPU).
     #[arg(long, value_parser = positive_duration_arg, default_value = "60s")]
     pub stale_after: Duration,
-    /// Carbon budget of the run in kg CO2e, e.g. 5, for the budget metrics and the
-    /// CarbonBudgetExceeded alert; needs --country or --region (a grid intensity).
-    #[arg(long)]
-    pub carbon_budget_kg: Option<f64>,
-    /// Electricity price in USD per kWh of facility energy, e.g. 0.18, for the cost metrics.
-    #[arg(long)]
-    pub price_per_kwh: Option<f64>,
-    /// Compute price in USD per GPU-hour, e.g. 2.5, for the cost metrics.
-    #[arg(long)]
-    pub gpu_hour_usd: Option<f64>,
-    /// Power usage effectiveness of the data centre (facility / IT energy, >= 1), e.g. 1.2.
-    #[arg(long, default_value_t = 1.0)]
-    pub pue: f64,
+    /// Grid intensity, PUE, prices and budget: the same flags as the analyzer's, for
+    /// the live CO2, cost and budget metrics and the end-of-record summary.
+    #[command(flatten)]
+    pub prices: eco2ai_trace::pricing::PriceArgs,
     /// Count the calls of a function per step, e.g. libcuda.so:cuLaunchKernel
     /// (eBPF only; repeat for up to 4).
     #[arg(long = "uprobe", value_name = "LIB:SYMBOL")]
@@ -242,33 +225,19 @@ fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
 }
 
 impl RecordArgs {
-    /// The grid intensity of --country or --region, by the one rule every command uses
-    /// (eco2ai_trace::grid::resolve: two are refused, unknown names are errors).
+    /// The grid intensity of --country, --region or --gco2-per-kwh, by the one rule every
+    /// command uses (eco2ai_trace::grid::resolve: two are refused, unknown names are
+    /// errors).
     pub fn intensity(&self) -> Result<Option<eco2ai_trace::grid::Intensity>, ConfigError> {
-        let choice = eco2ai_trace::grid::GridChoice {
-            country: self.country.as_deref(),
-            region: self.region.as_deref(),
-            gco2_per_kwh: None,
-        };
-        Ok(eco2ai_trace::grid::resolve(choice)?)
+        Ok(self.prices.flag_intensity()?)
     }
 
     /// Grid intensity and prices, checked; None with --no-metrics.
     fn metrics_config(&self) -> Result<Option<MetricsConfig>, ConfigError> {
+        self.prices.check()?;
         let intensity = self.intensity()?.map(|i| i.g_per_kwh);
-        for (flag, v) in [
-            ("--carbon-budget-kg", self.carbon_budget_kg),
-            ("--price-per-kwh", self.price_per_kwh),
-            ("--gpu-hour-usd", self.gpu_hour_usd),
-        ] {
-            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
-                return Err(ConfigError::Negative { flag, got: v });
-            }
-        }
-        if !(self.pue >= 1.0 && self.pue.is_finite()) {
-            return Err(ConfigError::Pue(self.pue));
-        }
-        if self.carbon_budget_kg.is_some() && intensity.is_none() {
+        let p = &self.prices;
+        if p.carbon_budget_kg.is_some() && intensity.is_none() {
             return Err(ConfigError::BudgetWithoutIntensity);
         }
         for t in &self.latency_targets {
@@ -284,10 +253,10 @@ impl RecordArgs {
             latency_targets: self.latency_targets.clone(),
             stale_after_ns: self.stale_after.as_nanos().min(i64::MAX as u128) as i64,
             intensity_g_per_kwh: intensity,
-            carbon_budget_kg: self.carbon_budget_kg,
-            price_per_kwh: self.price_per_kwh,
-            gpu_hour_usd: self.gpu_hour_usd,
-            pue: self.pue,
+            carbon_budget_kg: p.carbon_budget_kg,
+            price_per_kwh: p.price_per_kwh,
+            gpu_hour_usd: p.gpu_hour_usd,
+            pue: p.pue,
         }))
     }
 
@@ -296,7 +265,7 @@ impl RecordArgs {
         if let Some(id) = &self.run_id {
             eco2ai_trace::validate_run_id(id)?;
         }
-        if let Some(c) = &self.country
+        if let Some(c) = &self.prices.country
             && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
         {
             return Err(ConfigError::Country(c.clone()));
@@ -369,8 +338,8 @@ impl RecordArgs {
         let labels = Labels {
             project_name: self.project,
             model_name: self.model,
-            country: self.country.map(|c| c.to_ascii_uppercase()),
-            region: self.region,
+            country: self.prices.country.map(|c| c.to_ascii_uppercase()),
+            region: self.prices.region,
         };
         Ok(RecordConfig {
             out: self.out,

@@ -47,10 +47,10 @@ fn run(cli: Cli) -> Result<i32> {
             // Errors in these flags are reported by validate() below, with the others.
             let intensity = args.intensity().ok().flatten();
             let money = Money {
-                price_per_kwh: args.price_per_kwh,
-                gpu_hour_usd: args.gpu_hour_usd,
-                carbon_budget_kg: args.carbon_budget_kg,
-                ..Money::new(intensity, args.pue)
+                price_per_kwh: args.prices.price_per_kwh,
+                gpu_hour_usd: args.prices.gpu_hour_usd,
+                carbon_budget_kg: args.prices.carbon_budget_kg,
+                ..Money::new(intensity, args.prices.pue)
             };
             let cfg = args.validate()?;
             eprintln!("{}", money.startup_line());

@@ -305,7 +305,7 @@ fn bad_input_is_a_clear_error_without_a_panic() {
         ),
         (
             vec!["record", "--out", o_dir, "--pue", "0.5", "--duration", "1s"],
-            "--pue must be at least 1.0",
+            "--pue must be from 1 to 10",
         ),
         (
             vec![

@@ -9,6 +9,7 @@ pub mod grid;
 pub mod live;
 pub mod meta;
 pub mod parse;
+pub mod pricing;
 pub mod reader;
 pub mod rows;
 pub mod run_id;

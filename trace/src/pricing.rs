@@ -1,21 +1,33 @@
-//! The grid, price and budget flags of every analyzer command (`report`, `compare`,
-//! `replay`), declared once and checked once. The grid intensity follows the one rule of
-//! `eco2ai_trace::grid::resolve` (the probe's too): one flag at most, else the run's
-//! own region, else its country label.
+//! The grid, price and budget flags of every command that turns energy into CO2 and
+//! money (`eco2ai-probe record`, `eco2ai-analyze report`, `compare`, `replay`), declared
+//! once and checked once. The grid intensity follows the one rule of
+//! [`crate::grid::resolve`]: one flag at most, else the run's own region, else its
+//! country label.
 
-use anyhow::{Result, bail};
 use clap::Args;
-use eco2ai_trace::grid::{GridChoice, Intensity, resolve};
+
+use crate::grid::{GridChoice, GridError, Intensity, resolve};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PriceError {
+    #[error("{flag} must be a non-negative number, got {got}")]
+    Negative { flag: &'static str, got: f64 },
+    #[error("--pue must be from 1 to 10, got {0}")]
+    Pue(f64),
+    #[error(transparent)]
+    Grid(#[from] GridError),
+}
 
 /// Grid intensity, PUE, prices and carbon budget.
 #[derive(Args, Clone, Debug)]
 pub struct PriceArgs {
     /// ISO 3166 alpha-2 country whose grid intensity (gCO2/kWh,
-    /// datasets/grid_intensity_by_country.csv) applies, e.g. FR (default: the run's label).
+    /// datasets/grid_intensity_by_country.csv) applies, e.g. FR (analysis: default the
+    /// run's label).
     #[arg(long)]
     pub country: Option<String>,
     /// Cloud region as provider:region, e.g. gcp:europe-west1, whose grid intensity
-    /// (gCO2/kWh) applies (default: the run's label).
+    /// (gCO2/kWh) applies (analysis: default the run's label).
     #[arg(long)]
     pub region: Option<String>,
     /// A fixed grid intensity in gCO2 per kWh, e.g. 41.4.
@@ -38,32 +50,33 @@ pub struct PriceArgs {
 }
 
 impl PriceArgs {
-    /// Ranges: prices, budget and intensity non-negative and finite, PUE 1 to 10.
-    pub fn check(&self) -> Result<()> {
+    /// Ranges: prices, budget and intensity non-negative and finite, PUE 1 to 10, one
+    /// known grid intensity at most.
+    pub fn check(&self) -> Result<(), PriceError> {
         for (flag, v) in [
             ("--gco2-per-kwh", self.gco2_per_kwh),
             ("--price-per-kwh", self.price_per_kwh),
             ("--gpu-hour-usd", self.gpu_hour_usd),
             ("--carbon-budget-kg", self.carbon_budget_kg),
         ] {
-            if let Some(x) = v.filter(|x| !(*x >= 0.0 && x.is_finite())) {
-                bail!("{flag} must be a non-negative number, got {x}");
+            if let Some(got) = v.filter(|x| !(*x >= 0.0 && x.is_finite())) {
+                return Err(PriceError::Negative { flag, got });
             }
         }
         if !(1.0..=10.0).contains(&self.pue) {
-            bail!("--pue must be from 1 to 10, got {}", self.pue);
+            return Err(PriceError::Pue(self.pue));
         }
         self.flag_intensity()?;
         Ok(())
     }
 
     /// The intensity the flags give, if any (two are refused).
-    pub fn flag_intensity(&self) -> Result<Option<Intensity>> {
-        Ok(resolve(GridChoice {
+    pub fn flag_intensity(&self) -> Result<Option<Intensity>, GridError> {
+        resolve(GridChoice {
             country: self.country.as_deref(),
             region: self.region.as_deref(),
             gco2_per_kwh: self.gco2_per_kwh,
-        })?)
+        })
     }
 
     /// The intensity of the flags, else of the run's labels (its region, else its
@@ -72,18 +85,16 @@ impl PriceArgs {
         &self,
         region: Option<&str>,
         country: Option<&str>,
-    ) -> Result<Option<Intensity>> {
+    ) -> Result<Option<Intensity>, GridError> {
         if let Some(i) = self.flag_intensity()? {
             return Ok(Some(Intensity {
                 source: format!("--{}", i.source),
                 ..i
             }));
         }
-        Ok(
-            eco2ai_trace::grid::from_labels(region, country).map(|i| Intensity {
-                source: format!("the run's label {}", i.source),
-                ..i
-            }),
-        )
+        Ok(crate::grid::from_labels(region, country).map(|i| Intensity {
+            source: format!("the run's label {}", i.source),
+            ..i
+        }))
     }
 }
