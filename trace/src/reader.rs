@@ -164,10 +164,12 @@ fn remove_leftovers(tdir: &Path) -> Result<(), TraceError> {
 fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, TraceError> {
     let meta = crate::scan::parquet_meta(path, table)?;
     let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-        .build()
-        .map_err(|e| TraceError::parquet(path, e))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TraceError::arrow(path, e))
+    crate::segment::catch_decoder_panic(path, || {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .build()
+            .map_err(|e| TraceError::parquet(path, e))?;
+        reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TraceError::arrow(path, e))
+    })
 }

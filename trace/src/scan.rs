@@ -16,7 +16,9 @@ use parquet::arrow::arrow_reader::{
 use crate::error::TraceError;
 use crate::reader::{Run, list_segments};
 use crate::schema::{SCHEMA_VERSION_KEY, Table};
-use crate::segment::{PARQUET_EXT, check_version, for_each_stream_batch, segment_path};
+use crate::segment::{
+    PARQUET_EXT, catch_decoder_panic, check_version, for_each_stream_batch, segment_path,
+};
 
 /// Rows per decoded batch: big enough to amortise, small enough to stay in cache.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -36,8 +38,10 @@ pub enum Part {
 /// Opens a Parquet segment's footer, checking its schema version and columns.
 pub(crate) fn parquet_meta(path: &Path, table: Table) -> Result<ArrowReaderMetadata, TraceError> {
     let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-        .map_err(|e| TraceError::parquet(path, e))?;
+    let meta = catch_decoder_panic(path, || {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| TraceError::parquet(path, e))
+    })?;
     let kv = meta.metadata().file_metadata().key_value_metadata();
     let version = kv
         .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
@@ -90,13 +94,15 @@ pub fn read_part(
             let file = File::open(path).map_err(|e| TraceError::io(path, e))?;
             let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
             let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-            let reader = builder
-                .with_row_groups(vec![*index])
-                .with_projection(mask)
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| TraceError::parquet(path, e))?;
-            for batch in reader {
+            let mut reader = catch_decoder_panic(path, || {
+                builder
+                    .with_row_groups(vec![*index])
+                    .with_projection(mask)
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| TraceError::parquet(path, e))
+            })?;
+            while let Some(batch) = catch_decoder_panic(path, || Ok(reader.next()))? {
                 f(&batch.map_err(|e| TraceError::arrow(path, e))?);
             }
             Ok(false)

@@ -7,7 +7,7 @@
 //! file with every flushed row (a reader prefers the Parquet file when both exist).
 
 use std::fs::{self, File};
-use std::io::BufWriter;
+use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -168,7 +168,11 @@ pub fn for_each_stream_batch(
     if file.metadata().map_err(|e| TraceError::io(path, e))?.len() == 0 {
         return Ok(true);
     }
-    let reader = match StreamReader::try_new(std::io::BufReader::new(file), None) {
+    check_buffer_bounds(path, &file)?;
+    let opened = catch_decoder_panic(path, || {
+        Ok(StreamReader::try_new(std::io::BufReader::new(file), None))
+    })?;
+    let mut reader = match opened {
         Ok(r) => r,
         // A header cut short by a crash holds no rows.
         Err(_) => return Ok(true),
@@ -180,13 +184,106 @@ pub fn for_each_stream_batch(
             reason: format!("columns differ from the {} table's schema", table.name()),
         });
     }
-    for batch in reader {
-        match batch {
-            Ok(b) => f(b)?,
-            Err(_) => return Ok(true),
+    loop {
+        match catch_decoder_panic(path, || Ok(reader.next()))? {
+            Some(Ok(b)) => f(b)?,
+            Some(Err(_)) => return Ok(true),
+            None => return Ok(false),
         }
     }
-    Ok(false)
+}
+
+/// Runs a call into arrow-ipc or parquet, turning a panic inside it into an error: both
+/// panic on some corrupt inputs (slices out of bounds, found by fuzzing) where they
+/// should return one. Only the decoder runs inside, never a caller's closure.
+pub(crate) fn catch_decoder_panic<T>(
+    path: &Path,
+    decode: impl FnOnce() -> Result<T, TraceError>,
+) -> Result<T, TraceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(TraceError::Meta {
+            path: path.to_path_buf(),
+            reason: format!("corrupt segment: the decoder failed ({why})"),
+        })
+    })
+}
+
+/// Refuses a stream holding a whole batch whose buffers point outside its body, which
+/// arrow-ipc 60 slices without a check (a panic, found by fuzzing). Only the framing
+/// and the message headers are read; a cut-short message is left to the reader, which
+/// reports it torn. `file` is rewound for the reader.
+fn check_buffer_bounds(path: &Path, file: &File) -> Result<(), TraceError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |e| TraceError::io(path, e);
+    let len = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::new(file);
+    let (mut pos, mut meta) = (0u64, Vec::new());
+    loop {
+        // The continuation marker, absent in the legacy format, then the header length.
+        let Some(mut meta_len) = read_word(&mut r) else {
+            break;
+        };
+        pos += 4;
+        if meta_len == u32::MAX {
+            let Some(n) = read_word(&mut r) else {
+                break;
+            };
+            (meta_len, pos) = (n, pos + 4);
+        }
+        let meta_len = u64::from(meta_len);
+        if meta_len == 0 || meta_len > len - pos {
+            break;
+        }
+        meta.clear();
+        (&mut r).take(meta_len).read_to_end(&mut meta).map_err(io)?;
+        pos += meta_len;
+        let Ok(msg) = arrow_ipc::root_as_message(&meta) else {
+            break;
+        };
+        let Some(body_len) = u64::try_from(msg.bodyLength())
+            .ok()
+            .filter(|b| *b <= len - pos)
+        else {
+            break;
+        };
+        if !buffers_in_body(&msg, body_len) {
+            return Err(TraceError::Meta {
+                path: path.to_path_buf(),
+                reason: "corrupt Arrow IPC batch: a buffer lies outside its message body".into(),
+            });
+        }
+        r.seek_relative(body_len as i64).map_err(io)?;
+        pos += body_len;
+    }
+    drop(r);
+    let mut f = file;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(())
+}
+
+fn read_word(r: &mut impl Read) -> Option<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b).ok().map(|()| u32::from_le_bytes(b))
+}
+
+/// True when every buffer of a (record or dictionary) batch lies within its body.
+fn buffers_in_body(msg: &arrow_ipc::Message, body_len: u64) -> bool {
+    let batch = msg
+        .header_as_record_batch()
+        .or_else(|| msg.header_as_dictionary_batch().and_then(|d| d.data()));
+    batch
+        .and_then(|b| b.buffers())
+        .into_iter()
+        .flatten()
+        .all(|buf| {
+            let end = buf.offset().checked_add(buf.length());
+            buf.offset() >= 0 && buf.length() >= 0 && end.is_some_and(|e| e as u64 <= body_len)
+        })
 }
 
 pub fn check_version(path: &Path, found: Option<&String>) -> Result<(), TraceError> {

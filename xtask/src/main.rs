@@ -4,6 +4,7 @@
 mod bench;
 mod bench_markers;
 mod bench_report;
+mod fuzz;
 mod main_job;
 mod python;
 mod setup;
@@ -37,6 +38,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench-report [--gpus N] [--seconds S] [--rounds R]
                         `report` on a generated trace (default 8 GPUs x 250000 s:
                         100 M power rows, 1 M steps) next to DuckDB on the same files
+  fuzz [--seconds N] [TARGET...] [--no-cmin]
+                        the cargo-fuzz targets (default all, 600 s each) on fuzz/corpus/;
+                        per target executions, exec/s, corpus size, crashes (exit 1 on one)
   bench-replay          replay throughput: OpenMetrics encoding, and remote_write into
                         VictoriaMetrics, of a generated run (8 GPUs, 1 h)";
 
@@ -63,6 +67,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
         Some("bench-report") => bench_report::bench_report(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("bench-replay") => cargo(&["bench", "-p", "eco2ai-analyze", "--bench", "replay"]),
         Some("marker-loop") => bench_markers::marker_loop(&args[1..]),
         Some("timer-floor") => {
