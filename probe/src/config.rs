@@ -76,8 +76,10 @@ pub struct RecordArgs {
     /// Name of the run directory (default: PROJECT-YYYYMMDD-HHMMSS-PID).
     #[arg(long)]
     pub run_id: Option<String>,
-    #[arg(long)]
+    /// Project label of the run (metrics, alerts, run id); the Python callback's default too.
+    #[arg(long, default_value = "hf-training")]
     pub project: Option<String>,
+    /// Model label of the run, e.g. bert-base.
     #[arg(long)]
     pub model: Option<String>,
     /// RAPL poll period.

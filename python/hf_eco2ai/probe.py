@@ -10,7 +10,18 @@ import signal
 import subprocess
 import time
 
+import re
+
 from .markers import ENV_MARKER_LIB
+
+
+def safe_run_id(project, stamp, pid):
+    """A run id the probe accepts: one path component of [A-Za-z0-9._-], not starting
+    with '.', at most 128 bytes (the probe refuses anything else, as it must: the id
+    becomes a directory name). The project name is cleaned, not trusted."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", project or "").lstrip(".") or "run"
+    tail = f"-{stamp}-{pid}"
+    return name[: 128 - len(tail)] + tail
 
 ENV_RUN_DIR = "ECO2AI_RUN_DIR"
 ENV_PROBE = "ECO2AI_PROBE"
@@ -128,7 +139,7 @@ class ProbeSession:
     @classmethod
     def start(cls, config, pid, timeout=60.0):
         probe = find_probe(config.probe_path)
-        run_id = f"{config.project_name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{pid}"
+        run_id = safe_run_id(config.project_name, time.strftime('%Y%m%d-%H%M%S', time.gmtime()), pid)
         run_dir = os.path.join(config.output_dir, run_id)
         cmd = [probe, "record", "--pid", str(pid), "--out", config.output_dir, "--run-id", run_id]
         cmd += ["--project", config.project_name]

@@ -43,3 +43,13 @@ def test_regions_and_footprint():
 def test_bundled_tables_equal_the_datasets(repo):
     for name in ("grid_intensity_by_country.csv", "cloud_region_intensity.csv"):
         assert filecmp.cmp(repo / "datasets" / name, repo / "python" / "hf_eco2ai" / "data" / name, shallow=False)
+
+
+def test_run_ids_from_any_project_name_are_safe():
+    from hf_eco2ai.probe import safe_run_id
+    import re
+    for project in ["bert ft", "../../etc", ".hidden", "a/b/c", "é" * 200, ""]:
+        rid = safe_run_id(project, "20261203-120000", 42)
+        assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", rid), rid
+        assert len(rid.encode()) <= 128 and rid.endswith("-20261203-120000-42"), rid
+    assert safe_run_id("bert-ft", "s", 1) == "bert-ft-s-1"
