@@ -1,5 +1,8 @@
-//! The 64-byte little-endian event the marker library sends in the socket fallback;
-//! decoded by the probe.
+//! The 64-byte event the marker library sends in the socket fallback (little-endian on
+//! the wire) and the eBPF programs put in the ring (native-endian `repr(C)`), decoded by
+//! the probe: both laid out by `eco2ai_probe_common::offsets`.
+
+use eco2ai_probe_common::{STEP_ARGS_FIELDS, STEP_ARGS_LEN, offsets as at};
 
 /// `struct eco2ai_step` of the C header.
 #[repr(C)]
@@ -13,7 +16,16 @@ pub struct Eco2aiStep {
     pub epoch: f64,
 }
 
-const _: () = assert!(std::mem::size_of::<Eco2aiStep>() == 48);
+const _: () = {
+    use std::mem::offset_of;
+    assert!(std::mem::size_of::<Eco2aiStep>() == STEP_ARGS_LEN);
+    assert!(offset_of!(Eco2aiStep, step) == STEP_ARGS_FIELDS[0].1);
+    assert!(offset_of!(Eco2aiStep, samples) == STEP_ARGS_FIELDS[1].1);
+    assert!(offset_of!(Eco2aiStep, tokens) == STEP_ARGS_FIELDS[2].1);
+    assert!(offset_of!(Eco2aiStep, loss) == STEP_ARGS_FIELDS[3].1);
+    assert!(offset_of!(Eco2aiStep, lr) == STEP_ARGS_FIELDS[4].1);
+    assert!(offset_of!(Eco2aiStep, epoch) == STEP_ARGS_FIELDS[5].1);
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u32)]
@@ -26,7 +38,7 @@ pub enum EventKind {
     Log = 4,
 }
 
-pub const EVENT_LEN: usize = 64;
+pub const EVENT_LEN: usize = eco2ai_probe_common::MARKER_EVENT_LEN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Event {
@@ -44,37 +56,51 @@ pub struct Event {
 }
 
 impl Event {
+    /// The wire form: little-endian, at the common offsets.
     pub fn encode(&self) -> [u8; EVENT_LEN] {
         let mut b = [0u8; EVENT_LEN];
-        b[0..4].copy_from_slice(&(self.kind as u32).to_le_bytes());
-        b[4..8].copy_from_slice(&self.pid.to_le_bytes());
-        let words: [u64; 7] = [
-            self.ts_ns as u64,
-            self.step,
-            self.samples,
-            self.tokens,
-            self.loss.to_bits(),
-            self.lr.to_bits(),
-            self.epoch.to_bits(),
+        b[at::KIND..at::KIND + 4].copy_from_slice(&(self.kind as u32).to_le_bytes());
+        b[at::PID..at::PID + 4].copy_from_slice(&self.pid.to_le_bytes());
+        let words: [(usize, u64); 7] = [
+            (at::TS_NS, self.ts_ns as u64),
+            (at::STEP, self.step),
+            (at::SAMPLES, self.samples),
+            (at::TOKENS, self.tokens),
+            (at::LOSS, self.loss.to_bits()),
+            (at::LR, self.lr.to_bits()),
+            (at::EPOCH, self.epoch.to_bits()),
         ];
-        for (i, w) in words.iter().enumerate() {
-            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        for (o, w) in words {
+            b[o..o + 8].copy_from_slice(&w.to_le_bytes());
         }
         b
     }
 
-    /// None for a message of the wrong size or an unknown kind.
+    /// A socket datagram (little-endian). None for the wrong size or an unknown kind.
     pub fn decode(b: &[u8]) -> Option<Event> {
+        Event::decode_with(b, u32::from_le_bytes, u64::from_le_bytes)
+    }
+
+    /// A ring-buffer event, written by the eBPF programs in the machine's own byte order.
+    pub fn decode_native(b: &[u8]) -> Option<Event> {
+        Event::decode_with(b, u32::from_ne_bytes, u64::from_ne_bytes)
+    }
+
+    fn decode_with(
+        b: &[u8],
+        u32_from: fn([u8; 4]) -> u32,
+        u64_from: fn([u8; 8]) -> u64,
+    ) -> Option<Event> {
         if b.len() != EVENT_LEN {
             return None;
         }
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u32_at = |i: usize| u32_from([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u64_at = |i: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(a)
+            u64_from(a)
         };
-        let kind = match u32_at(0) {
+        let kind = match u32_at(at::KIND) {
             1 => EventKind::Begin,
             2 => EventKind::End,
             3 => EventKind::Eval,
@@ -83,14 +109,14 @@ impl Event {
         };
         Some(Event {
             kind,
-            pid: u32_at(4),
-            ts_ns: u64_at(8) as i64,
-            step: u64_at(16),
-            samples: u64_at(24),
-            tokens: u64_at(32),
-            loss: f64::from_bits(u64_at(40)),
-            lr: f64::from_bits(u64_at(48)),
-            epoch: f64::from_bits(u64_at(56)),
+            pid: u32_at(at::PID),
+            ts_ns: u64_at(at::TS_NS) as i64,
+            step: u64_at(at::STEP),
+            samples: u64_at(at::SAMPLES),
+            tokens: u64_at(at::TOKENS),
+            loss: f64::from_bits(u64_at(at::LOSS)),
+            lr: f64::from_bits(u64_at(at::LR)),
+            epoch: f64::from_bits(u64_at(at::EPOCH)),
         })
     }
 }

@@ -25,6 +25,34 @@ pub struct MarkerEvent {
 pub const MARKER_EVENT_LEN: usize = 64;
 const _: () = assert!(core::mem::size_of::<MarkerEvent>() == MARKER_EVENT_LEN);
 
+/// Byte offsets of the marker event's fields: the one statement of the layout that the
+/// eBPF programs, the ring decoder and the socket wire format (`eco2ai_marker::wire`,
+/// little-endian) all follow. Checked against the struct below.
+pub mod offsets {
+    pub const KIND: usize = 0;
+    pub const PID: usize = 4;
+    pub const TS_NS: usize = 8;
+    pub const STEP: usize = 16;
+    pub const SAMPLES: usize = 24;
+    pub const TOKENS: usize = 32;
+    pub const LOSS: usize = 40;
+    pub const LR: usize = 48;
+    pub const EPOCH: usize = 56;
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(MarkerEvent, kind) == offsets::KIND);
+    assert!(offset_of!(MarkerEvent, pid) == offsets::PID);
+    assert!(offset_of!(MarkerEvent, ts_ns) == offsets::TS_NS);
+    assert!(offset_of!(MarkerEvent, step) == offsets::STEP);
+    assert!(offset_of!(MarkerEvent, samples) == offsets::SAMPLES);
+    assert!(offset_of!(MarkerEvent, tokens) == offsets::TOKENS);
+    assert!(offset_of!(MarkerEvent, loss_bits) == offsets::LOSS);
+    assert!(offset_of!(MarkerEvent, lr_bits) == offsets::LR);
+    assert!(offset_of!(MarkerEvent, epoch_bits) == offsets::EPOCH);
+};
+
 /// Functions counted per step (`record --uprobe LIB:SYMBOL`, at most this many).
 pub const MAX_STEP_COUNTERS: usize = 4;
 
@@ -57,7 +85,29 @@ pub struct StepArgs {
     pub epoch_bits: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<StepArgs>() == 48);
+/// `struct eco2ai_step` of marker/include/eco2ai_marker.h, field by field (a test
+/// compiles the header and compares; the marker library's `Eco2aiStep` and Python's
+/// ctypes struct are checked against these too).
+pub const STEP_ARGS_FIELDS: [(&str, usize); 6] = [
+    ("step", 0),
+    ("samples", 8),
+    ("tokens", 16),
+    ("loss", 24),
+    ("lr", 32),
+    ("epoch", 40),
+];
+pub const STEP_ARGS_LEN: usize = 48;
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(core::mem::size_of::<StepArgs>() == STEP_ARGS_LEN);
+    assert!(offset_of!(StepArgs, step) == STEP_ARGS_FIELDS[0].1);
+    assert!(offset_of!(StepArgs, samples) == STEP_ARGS_FIELDS[1].1);
+    assert!(offset_of!(StepArgs, tokens) == STEP_ARGS_FIELDS[2].1);
+    assert!(offset_of!(StepArgs, loss_bits) == STEP_ARGS_FIELDS[3].1);
+    assert!(offset_of!(StepArgs, lr_bits) == STEP_ARGS_FIELDS[4].1);
+    assert!(offset_of!(StepArgs, epoch_bits) == STEP_ARGS_FIELDS[5].1);
+};
 
 pub const KIND_BEGIN: u32 = 1;
 pub const KIND_END: u32 = 2;

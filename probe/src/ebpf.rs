@@ -252,7 +252,7 @@ impl EbpfProbe {
         let with_counts = self.step_counters > 0;
         while let Some(item) = self.ring.next() {
             let ev = (item.len() == RING_EVENT_LEN)
-                .then(|| Event::decode(&item[..MARKER_EVENT_LEN]))
+                .then(|| Event::decode_native(&item[..MARKER_EVENT_LEN]))
                 .flatten();
             match ev {
                 Some(ev) => {

@@ -10,7 +10,11 @@ ENV_MARKER_LIB = "ECO2AI_MARKER_LIB"
 NAN = float("nan")
 
 
-class _Step(ctypes.Structure):
+class Step(ctypes.Structure):
+    """`struct eco2ai_step` of marker/include/eco2ai_marker.h: Python's one statement of
+    it (the probe's fixtures load it from here; marker/tests/layout.rs checks it against
+    the C compiler's layout and eco2ai_probe_common's)."""
+
     _fields_ = [
         ("step", ctypes.c_uint64),
         ("samples", ctypes.c_uint64),
@@ -19,6 +23,9 @@ class _Step(ctypes.Structure):
         ("lr", ctypes.c_double),
         ("epoch", ctypes.c_double),
     ]
+
+
+_Step = Step
 
 
 def _f(x):

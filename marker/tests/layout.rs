@@ -1,0 +1,71 @@
+//! The marker structs have one layout, stated in `eco2ai_probe_common`: the C header as a
+//! C compiler lays it out, and Python's ctypes struct (python/hf_eco2ai/markers.py, the
+//! one place Python states it), are checked against it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eco2ai_probe_common::{STEP_ARGS_FIELDS, STEP_ARGS_LEN};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// "name offset" lines and a final "size N", as both checkers print them.
+fn expected() -> String {
+    let mut s: String = STEP_ARGS_FIELDS
+        .iter()
+        .map(|(n, o)| format!("{n} {o}\n"))
+        .collect();
+    s.push_str(&format!("size {STEP_ARGS_LEN}\n"));
+    s
+}
+
+#[test]
+fn the_c_header_lays_out_eco2ai_step_as_probe_common_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("layout.c");
+    let mut c = String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"eco2ai_marker.h\"\nint main(void) {\n");
+    for (n, _) in STEP_ARGS_FIELDS {
+        c.push_str(&format!(
+            "  printf(\"{n} %zu\\n\", offsetof(struct eco2ai_step, {n}));\n"
+        ));
+    }
+    c.push_str("  printf(\"size %zu\\n\", sizeof(struct eco2ai_step));\n  return 0;\n}\n");
+    std::fs::write(&src, c).unwrap();
+    let exe = tmp.path().join("layout");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .arg("-I")
+        .arg(root().join("marker/include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output();
+    let Ok(built) = built else {
+        eprintln!("SKIPPED: no C compiler ({cc})");
+        return;
+    };
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let out = Command::new(&exe).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected());
+}
+
+#[test]
+fn pythons_ctypes_struct_has_the_same_layout() {
+    let markers_py = root().join("python/hf_eco2ai/markers.py");
+    let script = format!(
+        "import importlib.util, ctypes\n\
+         spec = importlib.util.spec_from_file_location('m', r'{}')\n\
+         m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n\
+         for n, _ in m.Step._fields_: print(n, getattr(m.Step, n).offset)\n\
+         print('size', ctypes.sizeof(m.Step))\n",
+        markers_py.display()
+    );
+    let Ok(out) = Command::new("python3").args(["-c", &script]).output() else {
+        eprintln!("SKIPPED: no python3");
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected());
+}
