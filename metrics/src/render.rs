@@ -53,6 +53,38 @@ pub fn render<S: Sink + ?Sized>(
     o: &mut S,
 ) {
     let i = &s.info;
+    let p = [("project_name", i.project.as_str())];
+    let kwh = s.energy_j() / J_PER_KWH;
+    let rate_kwh_h = s
+        .window()
+        .filter(|w| w.0 > 0.0)
+        .map(|(secs, j, _)| j / J_PER_KWH * 3600.0 / secs);
+    carbon(o, s, kwh, rate_kwh_h);
+    gpus(o, s);
+    one(
+        o,
+        "cpu_power_watts",
+        Kind::Gauge,
+        "CPU power over the last second",
+        &[("instance", &i.instance)],
+        s.cpu_power_w(),
+    );
+    one(
+        o,
+        "samples_per_kwh",
+        Kind::Gauge,
+        "Training samples per kWh over the run",
+        &p,
+        (kwh > 0.0 && s.samples > 0).then(|| s.samples as f64 / kwh),
+    );
+    training(o, s);
+    cost(o, s, kwh, rate_kwh_h, now_unix_s);
+    housekeeping(o, s, errors);
+}
+
+/// CO2, grid intensity, budget and energy: the run's footprint so far.
+fn carbon<S: Sink + ?Sized>(o: &mut S, s: &MetricsState, kwh: f64, rate_kwh_h: Option<f64>) {
+    let i = &s.info;
     let (p, pm) = (
         [("project_name", i.project.as_str())],
         [
@@ -60,11 +92,6 @@ pub fn render<S: Sink + ?Sized>(
             ("model_name", i.model.as_str()),
         ],
     );
-    let kwh = s.energy_j() / J_PER_KWH;
-    let rate_kwh_h = s
-        .window()
-        .filter(|w| w.0 > 0.0)
-        .map(|(secs, j, _)| j / J_PER_KWH * 3600.0 / secs);
     let g_per_kwh = i.intensity_g_per_kwh;
     let co2 = g_per_kwh.map(|g| kwh * g / 1000.0);
 
@@ -124,25 +151,11 @@ pub fn render<S: Sink + ?Sized>(
         &p,
         rate_kwh_h,
     );
-    gpus(o, s);
-    one(
-        o,
-        "cpu_power_watts",
-        Kind::Gauge,
-        "CPU power over the last second",
-        &[("instance", &i.instance)],
-        s.cpu_power_w(),
-    );
-    one(
-        o,
-        "samples_per_kwh",
-        Kind::Gauge,
-        "Training samples per kWh over the run",
-        &p,
-        (kwh > 0.0 && s.samples > 0).then(|| s.samples as f64 / kwh),
-    );
-    training(o, s);
-    cost(o, s, kwh, rate_kwh_h, now_unix_s);
+}
+
+/// Freshness, version, error counts and network latency: the exporter's own state.
+fn housekeeping<S: Sink + ?Sized>(o: &mut S, s: &MetricsState, errors: &BTreeMap<String, u64>) {
+    let i = &s.info;
     one(
         o,
         "last_update_timestamp",
