@@ -104,6 +104,29 @@ fn summary(o: &mut String, r: &Report) {
         "samples per kWh",
         r.samples_per_kwh.map_or_else(|| "-".into(), thousands),
     );
+    step_rows(o, r);
+    row(
+        o,
+        "cost",
+        format!(
+            "{} (energy {}, compute {})",
+            usd(r.cost.total_usd, " USD"),
+            usd(r.cost.energy_usd, ""),
+            usd(r.cost.compute_usd, "")
+        ),
+    );
+    if let Some(b) = &r.budget {
+        row(o, "carbon budget", crate::report_text::budget_line(b));
+    }
+    row(o, "efficiency score", opt(r.efficiency.score, "", 3));
+    if let Some(est) = r.sources.get("estimated") {
+        row(o, "estimated (no sensor)", est.join(", "));
+    }
+    o.push_str("</table>\n");
+}
+
+/// Steps, their energy, and where the energy went.
+fn step_rows(o: &mut String, r: &Report) {
     let s = &r.steps;
     row(
         o,
@@ -130,40 +153,6 @@ fn summary(o: &mut String, r: &Report) {
         "in steps / between steps",
         format!("{} / {}", kwh(s.in_steps_kwh), kwh(s.between_steps_kwh)),
     );
-    row(
-        o,
-        "cost",
-        format!(
-            "{} (energy {}, compute {})",
-            usd(r.cost.total_usd, " USD"),
-            usd(r.cost.energy_usd, ""),
-            usd(r.cost.compute_usd, "")
-        ),
-    );
-    if let Some(b) = &r.budget {
-        let when = b.exceeded_at_step.map_or_else(
-            || {
-                b.projected_step.map_or("not reached".into(), |s| {
-                    format!("would be exceeded at step {s}")
-                })
-            },
-            |s| format!("exceeded at step {s}"),
-        );
-        row(
-            o,
-            "carbon budget",
-            format!(
-                "{}, {} left, {when}",
-                mass_kg(b.budget_kg),
-                mass_kg(b.remaining_kg)
-            ),
-        );
-    }
-    row(o, "efficiency score", opt(r.efficiency.score, "", 3));
-    if let Some(est) = r.sources.get("estimated") {
-        row(o, "estimated (no sensor)", est.join(", "));
-    }
-    o.push_str("</table>\n");
 }
 
 /// The first steps and the most energetic ones; the rest are in steps.csv.

@@ -25,6 +25,19 @@ pub fn table(r: &Report) -> String {
     };
     let _ = writeln!(o, "run          {}{flag}", r.run_id);
     let _ = writeln!(o, "duration     {:.1} s", r.duration_s);
+    energy_lines(&mut o, r);
+    step_lines(&mut o, r);
+    money_lines(&mut o, r);
+    let _ = writeln!(o, "efficiency   {}", opt(r.efficiency.score, 3, ""));
+    if let Some(est) = r.sources.get("estimated") {
+        let _ = writeln!(o, "estimated    {}", est.join(", "));
+    }
+    data_line(&mut o, &r.quality);
+    o
+}
+
+/// Energy in all, per device, and its CO2.
+fn energy_lines(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "energy       {} kWh (GPU {}, CPU {}, PUE {})",
@@ -49,6 +62,10 @@ pub fn table(r: &Report) -> String {
         r.co2_kg.map_or_else(|| "-".into(), mass_kg),
         opt(r.grid_intensity_g_per_kwh, 1, " g/kWh")
     );
+}
+
+/// Steps, their energy, and samples per kWh.
+fn step_lines(o: &mut String, r: &Report) {
     let s = &r.steps;
     let _ = writeln!(
         o,
@@ -72,6 +89,10 @@ pub fn table(r: &Report) -> String {
         r.samples_per_kwh.map_or_else(|| "-".into(), thousands),
         opt(r.j_per_sample, 3, "")
     );
+}
+
+/// Cost and the carbon budget.
+fn money_lines(o: &mut String, r: &Report) {
     let c = &r.cost;
     let _ = writeln!(
         o,
@@ -82,24 +103,22 @@ pub fn table(r: &Report) -> String {
         usd(c.usd_per_hour, "")
     );
     if let Some(b) = &r.budget {
-        let when = match (b.exceeded_at_step, b.projected_step) {
-            (Some(s), _) => format!("exceeded at step {s}"),
-            (None, Some(s)) => format!("would be exceeded at step {s}"),
-            _ => "not reached".into(),
-        };
-        let _ = writeln!(
-            o,
-            "budget       {}, {} left, {when}",
-            mass_kg(b.budget_kg),
-            mass_kg(b.remaining_kg)
-        );
+        let _ = writeln!(o, "budget       {}", budget_line(b));
     }
-    let _ = writeln!(o, "efficiency   {}", opt(r.efficiency.score, 3, ""));
-    if let Some(est) = r.sources.get("estimated") {
-        let _ = writeln!(o, "estimated    {}", est.join(", "));
-    }
-    data_line(&mut o, &r.quality);
-    o
+}
+
+/// `5.00 g, -0.138 g left, exceeded at step 12`: the budget as people read it.
+pub fn budget_line(b: &crate::report::Budget) -> String {
+    let when = match (b.exceeded_at_step, b.projected_step) {
+        (Some(s), _) => format!("exceeded at step {s}"),
+        (None, Some(s)) => format!("would be exceeded at step {s}"),
+        _ => "not reached".into(),
+    };
+    format!(
+        "{}, {} left, {when}",
+        mass_kg(b.budget_kg),
+        mass_kg(b.remaining_kg)
+    )
 }
 
 /// What was repaired or left out of the trace, when anything was.
