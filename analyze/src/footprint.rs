@@ -1,8 +1,8 @@
 //! `footprint`: what a planned run will use and emit, before it runs:
 //! energy_kwh = GPU-hours x watts x PUE / 1000, CO2 = energy x grid intensity.
 
-use serde::Serialize;
 use eco2ai_trace::grid::{GridChoice, GridError, resolve};
+use serde::Serialize;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]

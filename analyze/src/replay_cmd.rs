@@ -8,8 +8,8 @@ use clap::Args;
 use eco2ai_analyze::replay::redact::redact_url;
 use eco2ai_analyze::replay::{Prices, Replay, fleet, openmetrics, remote_write, serve};
 
-use eco2ai_trace::pricing::PriceArgs;
 use eco2ai_trace::parse::{MAX_SECONDS, parse_number, parse_seconds};
+use eco2ai_trace::pricing::PriceArgs;
 
 // Every seconds, rate and speed flag goes through the shared range-checked parser, so a
 // value like `inf` or `1e30` is a clap error (exit 2), never a panic in a Duration.
