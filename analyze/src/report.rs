@@ -111,14 +111,24 @@ fn job_share(run: &Run) -> Result<Option<f64>, TraceError> {
 }
 
 pub fn analyse(dir: &Path) -> Result<Analysis, AnalysisError> {
+    analyse_with(dir, &mut |_| {})
+}
+
+/// [`analyse`], telling `stage` what it is doing (for progress on a terminal).
+pub fn analyse_with(dir: &Path, stage: &mut dyn FnMut(&str)) -> Result<Analysis, AnalysisError> {
+    stage("reading meta.json");
     let run = Run::open(dir)?;
     let m = run.meta().clone();
+    stage("energy curves (GPU and CPU tables)");
     let (devices, mut quality, gpu_util_mean_pct) = energy::devices(&run)?;
     if devices.is_empty() {
         return Err(AnalysisError::NoEnergy);
     }
+    stage("steps");
     let steps = energy::steps(&run, &mut quality)?;
+    stage("energy per step");
     let step_energy = energy::attribute(&devices, &steps);
+    stage("CPU share of the job");
     let last = devices
         .iter()
         .filter_map(|d| d.curve.last_ns())

@@ -126,8 +126,30 @@ pub fn must_exist(dir: &Path) -> Result<()> {
 }
 
 fn load(dir: &Path) -> Result<Analysis> {
+    load_as(dir, "")
+}
+
+/// A run's analysis, its stages shown on a terminal after `which` (e.g. "run 2/5 ").
+fn load_as(dir: &Path, which: &str) -> Result<Analysis> {
     must_exist(dir)?;
-    report::analyse(dir).with_context(|| format!("reading run {}", dir.display()))
+    // Progress on a terminal only: piped or redirected, stderr stays quiet.
+    // SAFETY: isatty has no preconditions.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let started = std::time::Instant::now();
+    let mut stage = |what: &str| {
+        if tty {
+            eprint!(
+                "\reco2ai-analyze: {which}{} [{:.1} s] {what}\x1b[K",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let a = report::analyse_with(dir, &mut stage);
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    a.with_context(|| format!("reading run {}", dir.display()))
 }
 
 fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
@@ -201,18 +223,13 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         }
     }
     let mut reports = Vec::new();
-    // SAFETY: isatty has no preconditions.
-    let progress = a.runs.len() > 1 && unsafe { libc::isatty(2) } == 1;
     for (i, dir) in a.runs.iter().enumerate() {
-        if progress {
-            eprint!(
-                "\reco2ai-analyze: run {}/{}: {}\x1b[K",
-                i + 1,
-                a.runs.len(),
-                dir.display()
-            );
-        }
-        let an = load(dir)?;
+        let which = if a.runs.len() > 1 {
+            format!("run {}/{} ", i + 1, a.runs.len())
+        } else {
+            String::new()
+        };
+        let an = load_as(dir, &which)?;
         let r = report::report(&an, &options(&a.pricing, &an)?);
         if let Some(out) = &a.out {
             write_dir(out, &an, &r)?;
@@ -222,9 +239,6 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
             print!("{}", html::page(&an, &r, &html::figures(&an, &r, &cells)));
         }
         reports.push(r);
-    }
-    if progress {
-        eprintln!();
     }
     match (a.format.as_str(), reports.as_slice()) {
         ("html", _) => {}

@@ -138,3 +138,34 @@ fn power_axis_ticks_are_round() {
         "tick step {step} in {labels:?}"
     );
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_not_when_piped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    synth_run(&run, 5.0);
+    let piped = analyze(&["report", run.to_str().unwrap()]);
+    assert!(piped.status.success());
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !err.contains("energy per step") && !err.contains('\r'),
+        "{err}"
+    );
+    // `script` (util-linux) gives the command a terminal.
+    let cmd = format!(
+        "{} report {} > /dev/null",
+        env!("CARGO_BIN_EXE_eco2ai-analyze"),
+        run.display()
+    );
+    let log = tmp.path().join("tty.log");
+    let Ok(o) = Command::new("script")
+        .args(["-qec", &cmd, log.to_str().unwrap()])
+        .output()
+    else {
+        eprintln!("SKIPPED: no `script` to give the analyzer a terminal");
+        return;
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = std::fs::read_to_string(&log).unwrap();
+    assert!(shown.contains("energy per step"), "{shown}");
+}
