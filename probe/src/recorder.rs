@@ -98,8 +98,9 @@ impl Totals {
 
     fn live(&self, start_ns: i64, done: bool) -> Live {
         let ts_ns = monotonic_ns();
-        let gpu = self.gpu_j.values().sum::<f64>();
-        let cpu = cpu_total_j(self.cpu_domain_j.iter().map(|(d, j)| (d.as_str(), *j)));
+        // `+ 0.0`: an empty float sum is -0.0, which readers would print as "-0".
+        let gpu = self.gpu_j.values().sum::<f64>() + 0.0;
+        let cpu = cpu_total_j(self.cpu_domain_j.iter().map(|(d, j)| (d.as_str(), *j))) + 0.0;
         Live {
             ts_ns,
             elapsed_s: (ts_ns - start_ns) as f64 / 1e9,

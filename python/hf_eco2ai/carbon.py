@@ -30,7 +30,7 @@ def region_intensity(region):
 
 def footprint(energy_j, intensity_g_per_kwh, pue=1.0, price_per_kwh=None, gpu_hours=0.0, gpu_hour_usd=None):
     """kWh (with PUE), kg CO2 and costs of an amount of energy."""
-    kwh = energy_j / J_PER_KWH * pue
+    kwh = energy_j / J_PER_KWH * pue + 0.0  # + 0.0: -0.0 (no reading yet) prints as "-0"
     out = {"energy_kwh": kwh, "co2_kg": None, "energy_usd": None, "compute_usd": None}
     if intensity_g_per_kwh is not None:
         out["co2_kg"] = kwh * intensity_g_per_kwh / 1000.0

@@ -18,6 +18,18 @@ from hf_eco2ai import CarbonConfig, Eco2AICallback
 from hf_eco2ai.integrations import AWSCostExplorer, CarbonAccountingAPI, sigv4_sign
 from test_trainer import _trainer
 
+
+class _Slow(TrainerCallback):
+    """Sleeps at the end of each step, so a run lasts long enough to measure."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        time.sleep(self.seconds)
+
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 PAYLOAD_KEYS = {
     "schema", "run_id", "project", "model", "host", "start", "end", "duration_s", "energy_kwh",
@@ -71,6 +83,9 @@ def test_the_accounting_api_gets_the_report_after_retries_and_the_key_stays_in_t
         trainer = _trainer(tmp_path, cb, max_steps=10)
         scrape = _Scrape(cb)
         trainer.add_callback(scrape)
+        # Steps of 0.15 s: the run outlasts the probe's first CPU-energy readings even on
+        # a loaded machine (0.2 s of training alone can end before any).
+        trainer.add_callback(_Slow(0.15))
         with caplog.at_level(logging.DEBUG):
             trainer.train()
     finally:
