@@ -38,16 +38,20 @@ pub fn parse_time(s: &str) -> Option<i64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&mo)
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
         || !(1..=31).contains(&da)
-        || h > 23
-        || mi > 59
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&mi)
         || !(0.0..61.0).contains(&sec)
     {
         return None;
     }
     let days = eco2ai_trace::civil::to_days(y, mo, da);
-    Some((days * 86_400 + h * 3600 + mi * 60) * 1_000_000_000 + (sec * 1e9) as i64)
+    // Unix ns span 1677..2262 only: a date outside is refused, not wrapped (found by fuzzing).
+    (days * 86_400 + h * 3600 + mi * 60)
+        .checked_mul(1_000_000_000)?
+        .checked_add((sec * 1e9) as i64)
 }
 
 /// A row in range and after the previous one.

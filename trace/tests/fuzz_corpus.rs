@@ -1,6 +1,6 @@
 //! The fuzz corpora of the trace targets (fuzz/corpus/<target>/, kept by `cargo xtask
-//! fuzz`) replayed through the same harnesses as the fuzz targets: every input that
-//! once crashed or found new code must still pass.
+//! fuzz`, and fuzz/crashes/<target>/) replayed through the same harnesses as the fuzz
+//! targets: every input that once crashed or found new code must still pass.
 
 use std::path::{Path, PathBuf};
 
@@ -11,17 +11,20 @@ mod trace_meta;
 #[path = "../../fuzz/harness/trace_segment.rs"]
 mod trace_segment;
 
-/// The corpus files of `target`; at least one, so a moved corpus fails loudly.
+/// The corpus files of `target`, then the inputs that once crashed it; at least one
+/// corpus file, so a moved corpus fails loudly.
 fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} is empty", dir.display());
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let files_in = |dir: PathBuf| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    };
+    let mut files = files_in(fuzz.join("corpus").join(target));
+    assert!(!files.is_empty(), "no corpus for {target}");
+    files.extend(files_in(fuzz.join("crashes").join(target)));
     files
 }
 
