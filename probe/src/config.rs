@@ -34,8 +34,10 @@ pub enum ConfigError {
     Both,
     #[error("invalid --country '{0}': expected an ISO 3166 alpha-2 code such as FR or US")]
     Country(String),
-    #[error("invalid --gpus '{0}': expected comma-separated GPU indices such as 0,1")]
+    #[error("invalid --gpus '{0}': expected distinct comma-separated GPU indices such as 0,1")]
     Gpus(String),
+    #[error("invalid --metrics-addr '{0}': expected HOST:PORT such as 127.0.0.1:9091")]
+    MetricsAddr(String),
     #[error(transparent)]
     Grid(#[from] eco2ai_trace::grid::GridError),
     #[error(transparent)]
@@ -217,13 +219,22 @@ fn check(
 }
 
 fn parse_gpus(s: &str) -> Result<Vec<u32>, ConfigError> {
-    s.split(',')
+    let gpus: Vec<u32> = s
+        .split(',')
         .map(|x| {
             x.trim()
                 .parse::<u32>()
                 .map_err(|_| ConfigError::Gpus(s.into()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A GPU named twice would be sampled twice and its energy counted twice.
+    let mut seen = gpus.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != gpus.len() {
+        return Err(ConfigError::Gpus(s.into()));
+    }
+    Ok(gpus)
 }
 
 impl RecordArgs {
@@ -241,6 +252,12 @@ impl RecordArgs {
         let p = &self.prices;
         if p.carbon_budget_kg.is_some() && intensity.is_none() {
             return Err(ConfigError::BudgetWithoutIntensity);
+        }
+        if !self.no_metrics {
+            use std::net::ToSocketAddrs;
+            if self.metrics_addr.to_socket_addrs().is_err() {
+                return Err(ConfigError::MetricsAddr(self.metrics_addr.clone()));
+            }
         }
         for t in &self.latency_targets {
             if !t

@@ -82,3 +82,28 @@ fn the_end_of_a_recording_prints_co2_cost_and_the_budget() {
     assert!(err.contains("cost      "), "{err}");
     assert!(err.contains("budget    EXCEEDED"), "{err}");
 }
+
+#[test]
+fn gpus_named_twice_or_absent_and_bad_metrics_addresses_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let out_s = out.to_str().unwrap();
+    for (flags, want) in [
+        (&["--gpus", "0,0"][..], "invalid --gpus '0,0'"),
+        (&["--gpus", "99"][..], "--gpus 99: no such GPU to record"),
+        (&["--fake-gpus", "2", "--gpus", "2"][..], "GPUs found: 0, 1"),
+        (
+            &["--metrics-addr", "not:an:addr"][..],
+            "invalid --metrics-addr",
+        ),
+    ] {
+        let mut args = vec!["record", "--out", out_s];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "true"]);
+        let o = probe(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+        assert!(!out.exists(), "{flags:?} created {}", out.display());
+    }
+}
