@@ -74,6 +74,9 @@ class CarbonConfig:
             self.country = self.country.upper()
             if carbon.country_intensity(self.country) is None:
                 raise ConfigError(f"country {self.country!r} has no grid intensity in the bundled table")
+        if self.country is not None and self.region is not None:
+            # The probe's rule (eco2ai_trace::grid::resolve): one grid intensity, not two.
+            raise ConfigError("give country or region, not both: each names a grid intensity")
         if self.region is not None and carbon.region_intensity(self.region) is None:
             raise ConfigError(f"unknown cloud region {self.region!r}: expected 'provider:region' such as 'gcp:europe-west1'")
         positive = {
@@ -87,8 +90,8 @@ class CarbonConfig:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if not 0.01 <= self.measurement_interval <= 3600:
             raise ConfigError(f"measurement_interval must be 0.01..3600 s (the probe polls at 10 ms at most), got {self.measurement_interval!r}")
-        if self.pue < 1.0:
-            raise ConfigError(f"pue must be >= 1.0 (a data centre cannot use less than its IT load), got {self.pue}")
+        if not 1.0 <= self.pue <= 10.0:
+            raise ConfigError(f"pue must be 1.0..10 (a data centre cannot use less than its IT load), got {self.pue}")
         for name in ("carbon_budget_kg", "price_per_kwh", "gpu_hour_usd"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
@@ -130,7 +133,7 @@ class CarbonConfig:
         return out
 
     def intensity_g_per_kwh(self):
-        """Grid intensity for this config: region first, then country, else None."""
+        """Grid intensity for this config: its region or its country (never both), else None."""
         if self.region:
             return carbon.region_intensity(self.region)
         if self.country:
