@@ -79,10 +79,7 @@ fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
             Some(src),
         )
     } else {
-        match p
-            .prices
-            .intensity(a.region.as_deref(), a.country.as_deref())?
-        {
+        match p.prices.intensity(&a.meta.labels)? {
             Some(i) => (Some(Rate::Fixed(i.g_per_kwh)), Some(i.source)),
             None => (None, None),
         }

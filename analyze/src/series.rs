@@ -149,7 +149,15 @@ impl Series {
 
     fn read_inner(path: &Path, kind: Option<Kind>) -> Result<(Series, Vec<String>), SeriesError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SeriesError::Io(name.clone(), e))?;
+        // A regular file of at most 64 MiB: a FIFO or /dev/zero would never end.
+        let bytes = eco2ai_trace::meta::read_regular_file(path, 64 << 20)
+            .map_err(|e| SeriesError::Io(name.clone(), std::io::Error::other(e.to_string())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            SeriesError::Io(
+                name.clone(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
         let mut rows: Vec<(i64, f64)> = Vec::new();
         let mut unit = None;
         for (i, line) in text.lines().enumerate() {

@@ -271,3 +271,49 @@ fn synth_and_footprint_refuse_numbers_out_of_range() {
     }
     assert!(!out.exists(), "a refused synth wrote {}", out.display());
 }
+
+#[test]
+fn a_spike_in_the_first_counter_reading_is_bridged_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    write(
+        &run,
+        "H200",
+        |s, e| if s == 0 { 1 << 63 } else { e },
+        regular_steps(),
+    );
+    let r = json(&report(&[&run], &["--gco2-per-kwh", "100"]));
+    let kwh = r["energy_kwh"].as_f64().unwrap();
+    assert!(
+        (kwh / TRUE_KWH - 1.0).abs() < 0.01,
+        "{kwh} kWh, truth {TRUE_KWH}"
+    );
+    assert_eq!(r["grid_intensity_source"], "--gco2-per-kwh");
+}
+
+#[test]
+fn meta_json_clock_fields_out_of_range_are_refused() {
+    for (key, value) in [
+        ("end_ns", i64::MAX.to_string()),
+        ("start_ns", "-5".to_string()),
+        ("mono_to_unix_ns", i64::MIN.to_string()),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("r");
+        write(&run, "H200", |_, e| e, regular_steps());
+        let path = run.join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        meta[key] = serde_json::Value::Number(value.parse::<i64>().unwrap().into());
+        std::fs::write(&path, meta.to_string()).unwrap();
+        for cmd in ["report", "summary"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_eco2ai-analyze"))
+                .args([cmd, run.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{cmd} with {key}={value}: {err}");
+            assert!(err.contains(key) && !err.contains("panicked"), "{err}");
+        }
+    }
+}

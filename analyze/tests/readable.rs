@@ -169,3 +169,21 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     let shown = std::fs::read_to_string(&log).unwrap();
     assert!(shown.contains("energy per step"), "{shown}");
 }
+
+#[test]
+fn a_run_recorded_with_a_fixed_intensity_is_reported_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    synth_run(&run, 5.0);
+    let path = run.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    meta["labels"]["gco2_per_kwh"] = serde_json::json!(100.0);
+    std::fs::write(&path, meta.to_string()).unwrap();
+    let o = analyze(&["report", run.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["grid_intensity_source"], "the run's label --gco2-per-kwh");
+    let g = r["grid_intensity_g_per_kwh"].as_f64().unwrap();
+    assert!((g - 100.0).abs() < 1e-6, "{g}");
+}

@@ -25,7 +25,9 @@ fn expected() -> String {
 fn the_c_header_lays_out_eco2ai_step_as_probe_common_says() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("layout.c");
-    let mut c = String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"eco2ai_marker.h\"\nint main(void) {\n");
+    let mut c = String::from(
+        "#include <stddef.h>\n#include <stdio.h>\n#include \"eco2ai_marker.h\"\nint main(void) {\n",
+    );
     for (n, _) in STEP_ARGS_FIELDS {
         c.push_str(&format!(
             "  printf(\"{n} %zu\\n\", offsetof(struct eco2ai_step, {n}));\n"
@@ -46,7 +48,11 @@ fn the_c_header_lays_out_eco2ai_step_as_probe_common_says() {
         eprintln!("SKIPPED: no C compiler ({cc})");
         return;
     };
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let out = Command::new(&exe).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected());
 }
@@ -66,6 +72,10 @@ fn pythons_ctypes_struct_has_the_same_layout() {
         eprintln!("SKIPPED: no python3");
         return;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected());
 }

@@ -25,7 +25,7 @@ pub enum ConfigError {
         got: String,
     },
     #[error(
-        "--carbon-budget-kg needs a grid intensity to turn energy into CO2: give --country or --region"
+        "--carbon-budget-kg needs a grid intensity to turn energy into CO2: give --country, --region or --gco2-per-kwh"
     )]
     BudgetWithoutIntensity,
     #[error("nothing to record: give a command after '--', or --pid, --duration or --demo")]
@@ -359,6 +359,7 @@ impl RecordArgs {
             model_name: self.model,
             country: self.prices.country.map(|c| c.to_ascii_uppercase()),
             region: self.prices.region,
+            gco2_per_kwh: self.prices.gco2_per_kwh,
         };
         Ok(RecordConfig {
             out: self.out,

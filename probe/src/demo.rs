@@ -4,7 +4,6 @@
 //! looks like training to record. Run as the recorded command, like any user workload.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use eco2ai_marker::Eco2aiStep;
@@ -151,7 +150,8 @@ impl Trainer<'_> {
 /// Writes a checkpoint-sized file for at most `span`, syncs it and removes it.
 fn checkpoint(span: Duration, index: usize) {
     let start = Instant::now();
-    let dir = std::env::var_os("ECO2AI_RUN_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    // The temp directory, not the run: a demo killed mid-write leaves nothing in the trace.
+    let dir = std::env::temp_dir();
     let path = dir.join(format!(
         "demo-checkpoint-{}-{index}.bin",
         std::process::id()

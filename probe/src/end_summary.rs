@@ -34,7 +34,7 @@ impl Money {
             Some((g, from)) => format!(
                 "eco2ai-probe: CO2 at {g:.1} gCO2/kWh from {from}; the report uses the same unless told otherwise"
             ),
-            None => "eco2ai-probe: no grid intensity (--country or --region): CO2 is not measured live and the report needs one".into(),
+            None => "eco2ai-probe: no grid intensity (--country, --region or --gco2-per-kwh): CO2 is not measured live and the report needs one".into(),
         }
     }
 }
@@ -54,7 +54,7 @@ pub fn lines(live: &Live, gpus: usize, m: &Money) -> String {
             );
         }
         _ => {
-            let _ = writeln!(s, "co2       - (no --country or --region given)");
+            let _ = writeln!(s, "co2       - (no --country, --region or --gco2-per-kwh given)");
         }
     }
     let energy_usd = m.price_per_kwh.map(|p| facility_kwh * p);
@@ -132,7 +132,7 @@ mod tests {
                 ..Money::default()
             },
         );
-        assert_eq!(out, "co2       - (no --country or --region given)\n");
+        assert_eq!(out, "co2       - (no --country, --region or --gco2-per-kwh given)\n");
     }
 
     #[test]

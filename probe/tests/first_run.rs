@@ -107,3 +107,27 @@ fn gpus_named_twice_or_absent_and_bad_metrics_addresses_are_refused() {
         assert!(!out.exists(), "{flags:?} created {}", out.display());
     }
 }
+
+#[test]
+fn a_fixed_intensity_given_to_record_is_kept_for_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let o = probe(&[
+        "record",
+        "--no-metrics",
+        "--gco2-per-kwh",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("CO2 at 100.0 gCO2/kWh from --gco2-per-kwh"), "{err}");
+    let dir = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["labels"]["gco2_per_kwh"], 100.0);
+}

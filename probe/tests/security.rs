@@ -158,7 +158,7 @@ fn another_user_cannot_write_steps_into_a_recording() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (child, dir, socket) = start(tmp.path(), "foreign", "sleep 2; exit 3");
+    let (child, dir, socket) = start(tmp.path(), "foreign", "sleep 5; exit 3");
     assert!(
         !socket.starts_with('@'),
         "an abstract socket has no permissions: {socket}"
@@ -209,7 +209,7 @@ fn another_user_cannot_write_steps_into_a_recording() {
 #[test]
 fn absurd_events_from_the_recorded_user_are_refused_without_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
-    let (child, dir, socket) = start(tmp.path(), "absurd", "sleep 2");
+    let (child, dir, socket) = start(tmp.path(), "absurd", "sleep 5");
     let conn = connect(&socket);
     let mut events = Vec::new();
     events.extend(pair(11, 5, 16));

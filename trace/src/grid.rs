@@ -98,13 +98,19 @@ pub fn resolve(c: GridChoice) -> Result<Option<Intensity>, GridError> {
     }
 }
 
-/// A run's own labels when no flag is given: its region, else its country. An unknown
-/// label (a run recorded with a newer table, say) is no intensity, not an error.
-pub fn from_labels(region: Option<&str>, country: Option<&str>) -> Option<Intensity> {
+/// A run's own labels when no flag is given: its region, else its country, else the
+/// fixed intensity it was recorded with. An unknown label (a run recorded with a newer
+/// table, say) is no intensity, not an error.
+pub fn from_labels(labels: &crate::Labels) -> Option<Intensity> {
+    let (region, country) = (labels.region.as_deref(), labels.country.as_deref());
     let choice = GridChoice {
         region,
         country: if region.is_none() { country } else { None },
-        gco2_per_kwh: None,
+        gco2_per_kwh: if region.is_none() && country.is_none() {
+            labels.gco2_per_kwh
+        } else {
+            None
+        },
     };
     resolve(choice).ok().flatten()
 }

@@ -52,6 +52,9 @@ pub struct Labels {
     pub model_name: Option<String>,
     pub country: Option<String>,
     pub region: Option<String>,
+    /// A fixed grid intensity given to the recorder (`record --gco2-per-kwh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gco2_per_kwh: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -136,7 +139,36 @@ impl Meta {
                 expected: SCHEMA_VERSION,
             });
         }
+        meta.check_times()
+            .map_err(|reason| TraceError::Meta { path, reason })?;
         Ok(meta)
+    }
+
+    /// The clock fields every reader does arithmetic on, in ranges a real run has:
+    /// a monotonic start, an end within ten years of it, a Unix offset far from overflow.
+    fn check_times(&self) -> Result<(), String> {
+        const TEN_YEARS_NS: i64 = 10 * 366 * 86_400 * 1_000_000_000;
+        if !(0..=i64::MAX / 4).contains(&self.start_ns) {
+            return Err(format!(
+                "start_ns {} is no monotonic clock reading",
+                self.start_ns
+            ));
+        }
+        if let Some(end) = self.end_ns
+            && !(self.start_ns..=self.start_ns + TEN_YEARS_NS).contains(&end)
+        {
+            return Err(format!(
+                "end_ns {end} is not within ten years after start_ns {}",
+                self.start_ns
+            ));
+        }
+        if self.mono_to_unix_ns.unsigned_abs() > 1 << 62 {
+            return Err(format!(
+                "mono_to_unix_ns {} is out of range",
+                self.mono_to_unix_ns
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -81,18 +81,17 @@ impl PriceArgs {
 
     /// The intensity of the flags, else of the run's labels (its region, else its
     /// country); the source says which. An unknown label is no intensity, not an error.
-    pub fn intensity(
-        &self,
-        region: Option<&str>,
-        country: Option<&str>,
-    ) -> Result<Option<Intensity>, GridError> {
+    pub fn intensity(&self, labels: &crate::Labels) -> Result<Option<Intensity>, GridError> {
         if let Some(i) = self.flag_intensity()? {
-            return Ok(Some(Intensity {
-                source: format!("--{}", i.source),
-                ..i
-            }));
+            // Country and region sources name the flag's value; --gco2-per-kwh is one.
+            let source = if i.source.starts_with("--") {
+                i.source
+            } else {
+                format!("--{}", i.source)
+            };
+            return Ok(Some(Intensity { source, ..i }));
         }
-        Ok(crate::grid::from_labels(region, country).map(|i| Intensity {
+        Ok(crate::grid::from_labels(labels).map(|i| Intensity {
             source: format!("the run's label {}", i.source),
             ..i
         }))

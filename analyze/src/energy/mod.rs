@@ -188,7 +188,7 @@ fn drop_glitches(counter: &mut Vec<(i64, f64)>, max_w: f64) -> usize {
     let mut last: Option<(i64, f64)> = None;
     counter.retain(|&(t, c)| {
         let ok = last.is_none_or(|(lt, lc)| {
-            let dt_s = ((t - lt) as f64 / 1e9).max(0.01);
+            let dt_s = (t.saturating_sub(lt) as f64 / 1e9).max(0.01);
             c - lc <= max_w * dt_s + 1.0
         });
         if ok {
@@ -218,8 +218,9 @@ fn gpu_devices(
         let mut dropped = polls.dropped + curve::clean(&mut power);
         dropped += curve::clean(&mut r.counter_j);
         let limit_w = limits_w.get(&g).copied().unwrap_or(UNKNOWN_LIMIT_W);
-        q.counter_glitches += drop_glitches(&mut r.counter_j, limit_w * GLITCH_LIMIT_FACTOR);
+        // After from_zero: the first reading is checked against the run's start at 0.
         from_zero(&mut r.counter_j, start_ns);
+        q.counter_glitches += drop_glitches(&mut r.counter_j, limit_w * GLITCH_LIMIT_FACTOR);
         let (points, period, refreshes) = reconstruct(&power);
         drop(power);
         let counter = at_refresh(&r.counter_j, &refreshes, period);

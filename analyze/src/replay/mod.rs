@@ -133,10 +133,9 @@ impl Replay {
         let last = events.last().map_or(m.start_ns, Event::ts_ns);
         let mut info = RunInfo::from_meta(&m, &m.host);
         // The run's own label by the one rule (region, else country) when no flag says.
-        info.intensity_g_per_kwh = prices.intensity_g_per_kwh.or_else(|| {
-            let (region, country) = (m.labels.region.as_deref(), m.labels.country.as_deref());
-            eco2ai_trace::grid::from_labels(region, country).map(|i| i.g_per_kwh)
-        });
+        info.intensity_g_per_kwh = prices
+            .intensity_g_per_kwh
+            .or_else(|| eco2ai_trace::grid::from_labels(&m.labels).map(|i| i.g_per_kwh));
         info.carbon_budget_kg = prices.carbon_budget_kg;
         info.price_per_kwh = prices.price_per_kwh;
         info.gpu_hour_usd = prices.gpu_hour_usd;
