@@ -98,6 +98,13 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         bail!("--max-projects must be at least 1");
     }
     let (mut runs, skipped) = fleet::open(&a.runs, &prices, a.max_projects)?;
+    for r in runs.iter().filter(|r| r.rows_outside() > 0) {
+        eprintln!(
+            "eco2ai-analyze: {}: {} rows outside the run's time span left out",
+            r.dir().display(),
+            r.rows_outside()
+        );
+    }
     for s in &skipped {
         eprintln!(
             "eco2ai-analyze: skipping run {}: {}",

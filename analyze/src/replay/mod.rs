@@ -58,6 +58,8 @@ pub struct Replay {
     errors: BTreeMap<String, u64>,
     host: String,
     dir: std::path::PathBuf,
+    /// Rows left out because they lie outside the run's time span.
+    rows_outside: usize,
 }
 
 /// Adds `instance="<host>"` to samples without one, as a live scrape adds its target:
@@ -123,13 +125,7 @@ impl Replay {
     pub fn open(dir: &Path, prices: &Prices) -> Result<Replay, TraceError> {
         let run = Run::open(dir)?;
         let m = run.meta().clone();
-        let (events, outside) = read_events(&run)?;
-        if outside > 0 {
-            eprintln!(
-                "eco2ai-analyze: {}: {outside} rows outside the run's time span left out",
-                dir.display()
-            );
-        }
+        let (events, rows_outside) = read_events(&run)?;
         let last = events.last().map_or(m.start_ns, Event::ts_ns);
         let mut info = RunInfo::from_meta(&m, &m.host);
         // The run's own label by the one rule (region, else country) when no flag says.
@@ -144,6 +140,7 @@ impl Replay {
         Ok(Replay {
             host: m.host.clone(),
             dir: dir.to_path_buf(),
+            rows_outside,
             state: MetricsState::new(info),
             events,
             next: 0,
@@ -164,6 +161,11 @@ impl Replay {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Rows of the trace left out because they lie outside the run's time span.
+    pub fn rows_outside(&self) -> usize {
+        self.rows_outside
     }
 
     pub fn project(&self) -> &str {
@@ -261,6 +263,7 @@ mod tests {
             errors: BTreeMap::new(),
             host: "h".into(),
             dir: "r".into(),
+            rows_outside: 0,
         }
     }
 
