@@ -108,7 +108,9 @@ fn run_flags(args: &[String]) -> Result<RunFlags> {
                 f.probe_args = args[i + 1..].to_vec();
                 break;
             }
-            other => bail!("unknown flag '{other}' for run (put probe arguments after --)\n{USAGE}"),
+            other => {
+                bail!("unknown flag '{other}' for run (put probe arguments after --)\n{USAGE}")
+            }
         }
     }
     Ok(f)
@@ -246,9 +248,8 @@ fn smoke() -> Result<()> {
 /// What the smoke run asks beyond the main job's own checks: a complete run, with CPU
 /// energy, steps through uprobes where eBPF is required, and report.html written.
 fn smoke_checks(r: &main_job::DemoResult) -> Result<()> {
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.run_dir.join("meta.json"))?,
-    )?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.run_dir.join("meta.json"))?)?;
     if meta["status"] != "complete" {
         bail!("the demo run is not complete: {}", meta["status"]);
     }

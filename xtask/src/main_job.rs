@@ -8,6 +8,11 @@
 //! ~30 min on 2 cores; a release build would double that). The figures are honest in it:
 //! energy comes from the sensors, not from the probe's speed, and the probe's own cost is
 //! measured by `cargo xtask bench`. `--release` builds the release profile instead.
+//!
+//! Why every target: the test suite builds `--workspace --all-targets`; building anything
+//! less selects other features of shared dependencies (dev-dependencies unify too) and
+//! compiles polars and arrow a second time. One invocation for both keeps `xtask run`
+//! after `xtask test` (and the suite's smoke run) free of rebuilds.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,20 +31,15 @@ pub struct Built {
     pub marker_lib: PathBuf,
 }
 
-/// Builds the probe, the analyzer and the marker cdylib in one cargo call.
+/// Builds the workspace as the test suite does; returns the probe, the analyzer and the
+/// marker cdylib among what cargo reports.
 pub fn build(release: bool) -> Result<Built> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec![
         "build",
         "--message-format=json-render-diagnostics",
-        "-p",
-        "eco2ai-probe",
-        "-p",
-        "eco2ai-analyze",
-        "-p",
-        "eco2ai-marker",
-        "--lib",
-        "--bins",
+        "--workspace",
+        "--all-targets",
     ];
     if release {
         args.push("--release");
