@@ -43,13 +43,13 @@ impl Sink for WriteRequestSink {
     fn family(&mut self, _name: &str, _kind: Kind, _help: &str) {}
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        // Each part length-prefixed: no name or label (a project called "a\u{1}b", say)
+        // can spell another series' key (found by fuzzing with separator characters).
         self.key.clear();
-        self.key.push_str(name);
-        for (k, v) in labels {
-            self.key.push('\u{1}');
-            self.key.push_str(k);
-            self.key.push('\u{2}');
-            self.key.push_str(v);
+        for part in std::iter::once(name).chain(labels.iter().flat_map(|(k, v)| [*k, *v])) {
+            use std::fmt::Write as _;
+            let _ = write!(self.key, "{}:", part.len());
+            self.key.push_str(part);
         }
         let i = match self.index.get(self.key.as_str()) {
             Some(&i) => i,
