@@ -109,39 +109,6 @@ fn argv(w: &Workload) -> Result<Option<Vec<String>>> {
     })
 }
 
-/// Every GPU `--gpus` names must be one the probe can record: a typo would otherwise
-/// record nothing from it without a word.
-fn check_gpus_exist(cfg: &RecordConfig, sensors: &sensors::Sensors) -> Result<()> {
-    let Some(asked) = &cfg.sensors.gpus else {
-        return Ok(());
-    };
-    // Every GPU discovery saw has a `gpuN` status line, chosen or not.
-    let found: Vec<&str> = sensors
-        .status
-        .iter()
-        .filter(|s| s.kind.contains("nvml"))
-        .filter_map(|s| s.name.strip_prefix("gpu").filter(|n| !n.is_empty()))
-        .collect();
-    let nvml_note = sensors
-        .status
-        .iter()
-        .find(|s| s.kind.contains("nvml") && s.name == "gpu")
-        .map_or_else(String::new, |s| format!("; {}", s.note));
-    for g in asked {
-        if !sensors.gpus.iter().any(|s| s.index == *g) {
-            let found = if found.is_empty() {
-                "none".into()
-            } else {
-                found.join(", ")
-            };
-            anyhow::bail!(
-                "--gpus {g}: no such GPU to record (GPUs found: {found}; CUDA_VISIBLE_DEVICES applies too){nvml_note}"
-            );
-        }
-    }
-    Ok(())
-}
-
 /// The result of `record`: the run and the recorded command's exit code.
 pub struct Outcome {
     pub finished: Finished,
@@ -162,7 +129,7 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     }
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
-    check_gpus_exist(&cfg, &sensors)?;
+    sensors.check_requested_gpus(cfg.sensors.gpus.as_deref())?;
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create output directory {}", cfg.out.display()))?;
     let (steps, marker_env, marker_status, mut tracked) = marker_setup(&cfg)?;

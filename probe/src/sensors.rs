@@ -108,6 +108,38 @@ fn discover_gpus(
     (Some(backend), chosen)
 }
 
+impl Sensors {
+    /// Every GPU `--gpus` names must be one discovery found: a typo would otherwise
+    /// record nothing from it without a word.
+    pub fn check_requested_gpus(&self, asked: Option<&[u32]>) -> anyhow::Result<()> {
+        // Every GPU discovery saw has a `gpuN` status line, chosen or not.
+        let found: Vec<&str> = self
+            .status
+            .iter()
+            .filter(|s| s.kind.contains("nvml"))
+            .filter_map(|s| s.name.strip_prefix("gpu").filter(|n| !n.is_empty()))
+            .collect();
+        let nvml_note = self
+            .status
+            .iter()
+            .find(|s| s.kind.contains("nvml") && s.name == "gpu")
+            .map_or_else(String::new, |s| format!("; {}", s.note));
+        for g in asked.unwrap_or_default() {
+            if !self.gpus.iter().any(|s| s.index == *g) {
+                let found = if found.is_empty() {
+                    "none".into()
+                } else {
+                    found.join(", ")
+                };
+                anyhow::bail!(
+                    "--gpus {g}: no such GPU to record (GPUs found: {found}; CUDA_VISIBLE_DEVICES applies too){nvml_note}"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
     let mut st = Vec::new();
     let (gpu_backend, gpus) = discover_gpus(cfg, &mut st);
