@@ -5,7 +5,7 @@ pub mod figures;
 pub mod footprint;
 pub mod heatmap;
 pub mod html;
-pub mod numfmt;
+pub use eco2ai_trace::numfmt;
 pub mod png;
 pub mod replay;
 pub mod report;

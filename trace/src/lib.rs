@@ -8,6 +8,7 @@ pub mod from_batch;
 pub mod grid;
 pub mod live;
 pub mod meta;
+pub mod numfmt;
 pub mod parse;
 pub mod pricing;
 pub mod reader;

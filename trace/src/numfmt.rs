@@ -1,4 +1,4 @@
-//! Numbers as people read them, for every text the analyzer prints (table, HTML,
+//! Numbers as people read them, for every text the tools print (report table, HTML,
 //! figures, CSV): never `-0`, significant digits for small quantities, thousands
 //! separators for large counts, and round axis ticks.
 

@@ -187,19 +187,6 @@ pub fn check_report(r: &Value) -> Result<()> {
     Ok(())
 }
 
-/// 12608892.4 -> "12,608,892".
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The last lines of the main job: where the report is, as a path a person can open.
 pub fn print_where(res: &DemoResult) -> Result<()> {
     let html = std::fs::canonicalize(&res.html)
@@ -210,7 +197,9 @@ pub fn print_where(res: &DemoResult) -> Result<()> {
         "demo: {} steps, {:.2} J per step (p50), {} samples/kWh, efficiency {:.2}",
         r["steps"]["count"],
         r["steps"]["energy_j_p50"].as_f64().unwrap_or(f64::NAN),
-        r["samples_per_kwh"].as_f64().map_or("-".into(), thousands),
+        r["samples_per_kwh"]
+            .as_f64()
+            .map_or("-".into(), eco2ai_trace::numfmt::thousands),
         r["efficiency"]["score"].as_f64().unwrap_or(f64::NAN)
     );
     eprintln!("run:    {}", res.run_dir.display());
