@@ -82,9 +82,9 @@ pub struct ReplayArgs {
 /// run's label otherwise, per run, in `Replay::open`).
 fn prices(a: &ReplayArgs) -> Result<Prices> {
     let p = &a.prices;
-    p.check()?;
+    let intensity = p.check()?;
     Ok(Prices {
-        intensity_g_per_kwh: p.flag_intensity()?.map(|i| i.g_per_kwh),
+        intensity_g_per_kwh: intensity.map(|i| i.g_per_kwh),
         carbon_budget_kg: p.carbon_budget_kg,
         price_per_kwh: p.price_per_kwh,
         gpu_hour_usd: p.gpu_hour_usd,

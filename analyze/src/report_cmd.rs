@@ -100,8 +100,8 @@ fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
 }
 
 fn check(p: &Pricing, format: &str) -> Result<()> {
-    p.prices.check()?;
-    if p.intensity_series.is_some() && p.prices.flag_intensity()?.is_some() {
+    let flag_intensity = p.prices.check()?;
+    if p.intensity_series.is_some() && flag_intensity.is_some() {
         bail!("give one grid intensity: --country, --region, --gco2-per-kwh or --intensity-series");
     }
     if p.prices.price_per_kwh.is_some() && p.price_series.is_some() {

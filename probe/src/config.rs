@@ -247,8 +247,7 @@ impl RecordArgs {
 
     /// Grid intensity and prices, checked; None with --no-metrics.
     fn metrics_config(&self) -> Result<Option<MetricsConfig>, ConfigError> {
-        self.prices.check()?;
-        let intensity = self.intensity()?.map(|i| i.g_per_kwh);
+        let intensity = self.prices.check()?.map(|i| i.g_per_kwh);
         let p = &self.prices;
         if p.carbon_budget_kg.is_some() && intensity.is_none() {
             return Err(ConfigError::BudgetWithoutIntensity);

@@ -51,8 +51,8 @@ pub struct PriceArgs {
 
 impl PriceArgs {
     /// Ranges: prices, budget and intensity non-negative and finite, PUE 1 to 10, one
-    /// known grid intensity at most.
-    pub fn check(&self) -> Result<(), PriceError> {
+    /// known grid intensity at most; returns the intensity the flags give.
+    pub fn check(&self) -> Result<Option<Intensity>, PriceError> {
         for (flag, v) in [
             ("--gco2-per-kwh", self.gco2_per_kwh),
             ("--price-per-kwh", self.price_per_kwh),
@@ -66,8 +66,7 @@ impl PriceArgs {
         if !(1.0..=10.0).contains(&self.pue) {
             return Err(PriceError::Pue(self.pue));
         }
-        self.flag_intensity()?;
-        Ok(())
+        Ok(self.flag_intensity()?)
     }
 
     /// The intensity the flags give, if any (two are refused).

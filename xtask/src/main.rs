@@ -264,8 +264,13 @@ fn smoke_checks(r: &main_job::DemoResult) -> Result<()> {
         bail!("the demo recorded {steps} steps in 6 s (expected dozens)");
     }
     if std::env::var_os("ECO2AI_REQUIRE_EBPF").is_some() {
-        let text = std::fs::read_to_string(r.run_dir.join("meta.json"))?;
-        if !text.contains("eBPF uprobes") {
+        let sensors = meta["sensors"].as_array().into_iter().flatten();
+        let uprobes = sensors.filter(|s| s["kind"] == "markers").any(|s| {
+            s["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("eBPF uprobes"))
+        });
+        if !uprobes {
             bail!("ECO2AI_REQUIRE_EBPF is set but the demo's steps did not come through uprobes");
         }
     }
