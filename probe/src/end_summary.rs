@@ -54,7 +54,10 @@ pub fn lines(live: &Live, gpus: usize, m: &Money) -> String {
             );
         }
         _ => {
-            let _ = writeln!(s, "co2       - (no --country, --region or --gco2-per-kwh given)");
+            let _ = writeln!(
+                s,
+                "co2       - (no --country, --region or --gco2-per-kwh given)"
+            );
         }
     }
     let energy_usd = m.price_per_kwh.map(|p| facility_kwh * p);
@@ -132,7 +135,10 @@ mod tests {
                 ..Money::default()
             },
         );
-        assert_eq!(out, "co2       - (no --country, --region or --gco2-per-kwh given)\n");
+        assert_eq!(
+            out,
+            "co2       - (no --country, --region or --gco2-per-kwh given)\n"
+        );
     }
 
     #[test]

@@ -124,8 +124,15 @@ fn a_fixed_intensity_given_to_record_is_kept_for_the_report() {
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("CO2 at 100.0 gCO2/kWh from --gco2-per-kwh"), "{err}");
-    let dir = String::from_utf8_lossy(&o.stdout).lines().last().unwrap().to_string();
+    assert!(
+        err.contains("CO2 at 100.0 gCO2/kWh from --gco2-per-kwh"),
+        "{err}"
+    );
+    let dir = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/meta.json")).unwrap())
             .unwrap();
