@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 #[allow(dead_code)]
-#[path = "../../analyze/src/numfmt.rs"]
+#[path = "../../trace/src/numfmt.rs"]
 mod numfmt;
 #[allow(dead_code)]
 #[path = "../../analyze/src/series.rs"]
