@@ -152,7 +152,8 @@ pub struct Finished {
 }
 
 /// Runs `tick` every `interval_ns` on absolute deadlines until `stop`; a late tick is
-/// not made up for (the next deadline moves past now).
+/// not made up for (the next deadline moves past now). One last tick at the stop closes
+/// the interval the run ended in, so a run shorter than one interval still has energy.
 fn run_every(interval_ns: i64, stop: &AtomicBool, mut tick: impl FnMut(i64)) {
     let mut next = monotonic_ns();
     while !stop.load(Ordering::Relaxed) {
@@ -164,6 +165,7 @@ fn run_every(interval_ns: i64, stop: &AtomicBool, mut tick: impl FnMut(i64)) {
         }
         sleep_until(next);
     }
+    tick(monotonic_ns());
 }
 
 impl Recorder {

@@ -348,7 +348,13 @@ fn info_explains_missing_sensors() {
 fn joins_a_running_process_until_it_exits_and_keeps_live_totals() {
     let out = tempfile::tempdir().unwrap();
     let mut target = Command::new("sh")
-        .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+        // Busy for about two seconds whatever the machine's speed (a fixed count of
+        // iterations ran 0.13 s on a fast CI machine).
+        .args([
+            "-c",
+            "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do \
+             i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done",
+        ])
         .spawn()
         .unwrap();
     let pid = target.id().to_string();
