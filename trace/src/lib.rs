@@ -6,6 +6,7 @@ pub mod civil;
 pub mod error;
 pub mod from_batch;
 pub mod grid;
+pub mod job;
 pub mod live;
 pub mod meta;
 pub mod numfmt;
@@ -20,6 +21,7 @@ pub mod segment;
 pub mod writer;
 
 pub use error::TraceError;
+pub use job::{JobInfo, RankInfo};
 pub use live::{LIVE_FILE, Live, cpu_total_j};
 pub use meta::{GpuInfo, Labels, META_FILE, Meta, RunStatus, Sampling, SensorStatus, counts_line};
 pub use reader::{Run, TableData};

@@ -108,6 +108,9 @@ pub struct Meta {
     /// The recorder's own CPU time (user + system) and peak resident memory.
     pub probe_cpu_ns: Option<u64>,
     pub probe_peak_rss_kb: Option<u64>,
+    /// The multi-node job this run is one node of (`crate::job`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::job::JobInfo>,
 }
 
 impl Meta {
@@ -140,8 +143,19 @@ impl Meta {
             });
         }
         meta.check_times()
+            .and_then(|()| meta.check_job())
             .map_err(|reason| TraceError::Meta { path, reason })?;
         Ok(meta)
+    }
+
+    /// A job id and node name are joined to paths and shown: the run id's rule holds.
+    fn check_job(&self) -> Result<(), String> {
+        if let Some(job) = &self.job {
+            for (what, v) in [("job_id", &job.job_id), ("node", &job.node)] {
+                crate::run_id::validate_run_id(v).map_err(|e| format!("job {what}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The clock fields every reader does arithmetic on, in ranges a real run has:
