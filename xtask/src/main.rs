@@ -4,6 +4,7 @@
 mod bench;
 mod bench_markers;
 mod bench_report;
+mod cluster;
 mod fuzz;
 mod main_job;
 mod python;
@@ -41,6 +42,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   fuzz [--seconds N] [TARGET...] [--no-cmin]
                         the cargo-fuzz targets (default all, 600 s each) on fuzz/corpus/;
                         per target executions, exec/s, corpus size, crashes (exit 1 on one)
+  cluster up [--nodes N] | down | status | exec NODE CMD...
+                        (root) N nodes as network namespaces with their own hostnames on
+                        a bridge (10.77.0.0/24), munged, slurmctld and one slurmd a node
+                        (scripts/cluster/cluster.sh); down removes them
   bench-replay          replay throughput: OpenMetrics encoding, and remote_write into
                         VictoriaMetrics, of a generated run (8 GPUs, 1 h)";
 
@@ -68,6 +73,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
         Some("bench-report") => bench_report::bench_report(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("cluster") => cluster::cluster(&args[1..]),
         Some("bench-replay") => cargo(&["bench", "-p", "eco2ai-analyze", "--bench", "replay"]),
         Some("marker-loop") => bench_markers::marker_loop(&args[1..]),
         Some("timer-floor") => {
@@ -166,6 +172,7 @@ fn test() -> Result<()> {
         unsafe {
             std::env::set_var("ECO2AI_REQUIRE_EBPF", "1");
             std::env::set_var("ECO2AI_REQUIRE_STACK", "1");
+            std::env::set_var("ECO2AI_REQUIRE_CLUSTER", "1");
         }
     }
     cargo(&["build", "--workspace", "--all-targets"])?;

@@ -127,13 +127,15 @@ fn ensure_bpf_linker() -> Result<()> {
 /// Debian packages the tests use: promtool (metrics exposition, config, rules and their
 /// unit tests), amtool (Alertmanager config), VictoriaMetrics as a remote_write receiver,
 /// Chromium to check that report.html renders headless, and DejaVu for the PNG figures'
-/// labels.
+/// labels; Slurm and munge for the namespace cluster's tests (cluster/).
 fn ensure_debian_packages() -> Result<()> {
     if output("promtool", &["--version"]).is_ok()
         && output("amtool", &["--version"]).is_ok()
         && std::path::Path::new("/usr/bin/victoria-metrics").exists()
         && std::path::Path::new("/usr/bin/chromium").exists()
         && std::path::Path::new("/usr/share/fonts/truetype/dejavu").exists()
+        && std::path::Path::new("/usr/sbin/slurmctld").exists()
+        && std::path::Path::new("/usr/sbin/munged").exists()
     {
         return Ok(());
     }
@@ -145,7 +147,7 @@ fn ensure_debian_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics, chromium and fonts-dejavu-core"
+        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics, chromium, fonts-dejavu-core, slurm-wlm and munge"
     );
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
@@ -158,13 +160,15 @@ fn ensure_debian_packages() -> Result<()> {
             "victoria-metrics",
             "chromium",
             "fonts-dejavu-core",
+            "slurm-wlm",
+            "munge",
         ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get")?;
     if !status.success() {
         bail!(
-            "apt-get install prometheus prometheus-alertmanager victoria-metrics chromium fonts-dejavu-core failed ({status})"
+            "apt-get install prometheus prometheus-alertmanager victoria-metrics chromium fonts-dejavu-core slurm-wlm munge failed ({status})"
         );
     }
     Ok(())
