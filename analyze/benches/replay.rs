@@ -61,6 +61,7 @@ fn write_run(dir: &std::path::Path) {
                     epoch: Some(k as f64 / 36_000.0),
                     source: "uprobe",
                     counts: [None; 4],
+                    sync_ns: None,
                 });
             }
         }

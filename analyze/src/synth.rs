@@ -289,6 +289,7 @@ fn steps(
             epoch: None,
             source: "uprobe",
             counts: [None; 4],
+            sync_ns: None,
         })
         .collect();
     w.append(Rows::Steps(rows));

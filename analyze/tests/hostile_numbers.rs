@@ -25,6 +25,7 @@ fn step(k: u64, begin_ns: i64, end_ns: i64, samples: u64) -> StepRow {
         epoch: None,
         source: "uprobe",
         counts: [None; 4],
+        sync_ns: None,
     }
 }
 

@@ -1,5 +1,6 @@
 /* hf-eco2ai step markers. Call eco2ai_step_begin/eco2ai_step_end around every optimizer
- * step and eco2ai_eval after every evaluation. Under `eco2ai-probe record` the probe sees
+ * step, eco2ai_step_sync where a rank's compute of the step ends (multi-node jobs),
+ * and eco2ai_eval after every evaluation. Under `eco2ai-probe record` the probe sees
  * each call (eBPF uprobes, or a Unix socket where eBPF is unavailable) and stamps it on
  * the clock of its power samples. Outside a recording a call costs a plain function call.
  * Library: libeco2ai_marker.so; the probe puts its path in ECO2AI_MARKER_LIB. */
@@ -26,6 +27,10 @@ void eco2ai_eval(uint64_t step, double eval_loss);
 /* Loss and learning rate of `step` when the loop logs them after eco2ai_step_end
  * (NaN for unknown); they fill the step's row if it arrives within a second. */
 void eco2ai_step_log(uint64_t step, double loss, double lr);
+/* This rank's own compute of its current step has ended (e.g. its backward pass) and
+ * it now waits on the step's collective: the last call inside a step is recorded as the
+ * step's sync_ns, which tells a straggler from the ranks waiting for it. */
+void eco2ai_step_sync(void);
 /* Look ECO2AI_MARKER_SOCKET up again at the next call (a process that starts a new
  * recording after the library was loaded). */
 void eco2ai_marker_reconnect(void);

@@ -161,6 +161,17 @@ pub extern "C" fn eco2ai_step_log_bits(step: u64, loss_bits: u64, lr_bits: u64) 
     }
 }
 
+/// Marks that this rank's own compute of its current step ended and it now waits on
+/// the step's collective (gradient all-reduce): the probe keeps the last such mark
+/// inside the step as its `sync_ns`, from which the analyzer tells stragglers apart.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn eco2ai_step_sync() {
+    if has_socket() {
+        send(event(EventKind::Sync, 0));
+    }
+}
+
 /// Events this process could not hand to the probe.
 #[unsafe(no_mangle)]
 pub extern "C" fn eco2ai_marker_lost() -> u64 {

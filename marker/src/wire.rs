@@ -36,6 +36,9 @@ pub enum EventKind {
     Eval = 3,
     /// Loss and learning rate of a step, logged after its end.
     Log = 4,
+    /// The rank's own compute of its open step ended; it now waits on the step's
+    /// collective (`eco2ai_step_sync`).
+    Sync = 5,
 }
 
 pub const EVENT_LEN: usize = eco2ai_probe_common::MARKER_EVENT_LEN;
@@ -105,6 +108,7 @@ impl Event {
             2 => EventKind::End,
             3 => EventKind::Eval,
             4 => EventKind::Log,
+            5 => EventKind::Sync,
             _ => return None,
         };
         Some(Event {
@@ -139,6 +143,21 @@ mod tests {
             epoch: 0.5,
         };
         assert_eq!(Event::decode(&e.encode()), Some(e));
+        let sync = Event {
+            kind: EventKind::Sync,
+            ..e
+        };
+        assert_eq!(Event::decode(&sync.encode()), Some(sync));
+        let kinds = [
+            (EventKind::Begin, eco2ai_probe_common::KIND_BEGIN),
+            (EventKind::End, eco2ai_probe_common::KIND_END),
+            (EventKind::Eval, eco2ai_probe_common::KIND_EVAL),
+            (EventKind::Log, eco2ai_probe_common::KIND_LOG),
+            (EventKind::Sync, eco2ai_probe_common::KIND_SYNC),
+        ];
+        for (k, n) in kinds {
+            assert_eq!(k as u32, n, "{k:?}");
+        }
         assert_eq!(Event::decode(&[0u8; 10]), None);
         let mut bad = e.encode();
         bad[0] = 9;

@@ -262,6 +262,7 @@ mod tests {
             epoch: None,
             source: "socket",
             counts: [None; 4],
+            sync_ns: None,
         };
         s.observe(&Rows::Steps(vec![step(u64::MAX), step(u64::MAX)]));
         assert_eq!(s.samples, u64::MAX);

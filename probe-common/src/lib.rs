@@ -7,7 +7,8 @@
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MarkerEvent {
-    /// 1 = step begin, 2 = step end, 3 = eval, 4 = log (loss/lr after the end).
+    /// 1 = step begin, 2 = step end, 3 = eval, 4 = log (loss/lr after the end),
+    /// 5 = sync (the rank's own compute of the step ended; it waits on the collective).
     pub kind: u32,
     /// Thread-group id (the process) of the caller.
     pub pid: u32,
@@ -113,6 +114,7 @@ pub const KIND_BEGIN: u32 = 1;
 pub const KIND_END: u32 = 2;
 pub const KIND_EVAL: u32 = 3;
 pub const KIND_LOG: u32 = 4;
+pub const KIND_SYNC: u32 = 5;
 
 /// Slots of the `CONFIG` array map, written by the probe before attaching.
 pub const CONFIG_FORK_CHILD_PID_OFFSET: u32 = 0;

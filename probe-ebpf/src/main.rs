@@ -14,7 +14,7 @@ use aya_ebpf::programs::{ProbeContext, TracePointContext};
 use core::intrinsics::AtomicOrdering;
 use eco2ai_probe_common::{
     CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, CONFIG_LEN, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, COUNTERS_LEN,
-    KIND_BEGIN, KIND_END, KIND_EVAL, KIND_LOG, MAX_STEP_COUNTERS, MAX_TRACKED, MarkerEvent, RING_BYTES, RingEvent, StepArgs,
+    KIND_BEGIN, KIND_END, KIND_EVAL, KIND_LOG, KIND_SYNC, MAX_STEP_COUNTERS, MAX_TRACKED, MarkerEvent, RING_BYTES, RingEvent, StepArgs,
     count_key,
 };
 
@@ -199,6 +199,15 @@ pub fn step_log_bits(ctx: ProbeContext) -> u32 {
         ev.step = ctx.arg::<u64>(0).unwrap_or(0);
         ev.loss_bits = ctx.arg::<u64>(1).unwrap_or(0);
         ev.lr_bits = ctx.arg::<u64>(2).unwrap_or(0);
+        emit(&ev);
+    }
+    0
+}
+
+/// `eco2ai_step_sync()`: no arguments, the pairing gives it the pid's open step.
+#[uprobe]
+pub fn step_sync(_ctx: ProbeContext) -> u32 {
+    if let Some(ev) = base_event(KIND_SYNC) {
         emit(&ev);
     }
     0

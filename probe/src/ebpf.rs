@@ -122,6 +122,8 @@ pub struct EbpfProbe {
     counters: PerCpuArray<MapData, u64>,
     /// How many functions are counted per step.
     step_counters: usize,
+    /// Where the pairing notes each stepping process's rank (a job's recording).
+    pub ranks: Option<crate::job::RankBook>,
 }
 
 fn take<T: TryFrom<aya::maps::Map>>(ebpf: &mut Ebpf, name: &str) -> Result<T, EbpfError>
@@ -217,6 +219,10 @@ impl EbpfProbe {
         attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
         attach_uprobe(&mut ebpf, "eval_bits", "eco2ai_eval_bits", &lib)?;
         attach_uprobe(&mut ebpf, "step_log_bits", "eco2ai_step_log_bits", &lib)?;
+        // An older marker library has no eco2ai_step_sync: its steps lack sync_ns only.
+        if let Err(e) = attach_uprobe(&mut ebpf, "step_sync", "eco2ai_step_sync", &lib) {
+            eprintln!("eco2ai-probe: {e}; steps will have no sync_ns");
+        }
         attach_tracepoint(&mut ebpf, "sched_switch", "sched")?;
         attach_tracepoint(&mut ebpf, "sched_process_fork", "sched")?;
         let tracked = Tracked(take(&mut ebpf, "TRACKED")?);
@@ -226,6 +232,7 @@ impl EbpfProbe {
             comm: take(&mut ebpf, "COMM")?,
             counters: take(&mut ebpf, "COUNTERS")?,
             step_counters: step_counters.len(),
+            ranks: None,
             _ebpf: ebpf,
         };
         Ok((probe, tracked))
@@ -329,7 +336,7 @@ pub fn read_loop(
     errors: ErrorCounts,
     procs_ns: i64,
 ) {
-    let mut pairing = Pairing::new("uprobe", probe.step_counters);
+    let mut pairing = Pairing::new("uprobe", probe.step_counters).with_ranks(probe.ranks.clone());
     let mut oncpu = OnCpu {
         last: StdHashMap::new(),
         comm: StdHashMap::new(),

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod ebpf;
 pub mod end_summary;
 pub mod host;
+pub mod job;
 pub mod latency;
 pub mod markers;
 pub mod record;

@@ -47,6 +47,7 @@ fn served_text() -> String {
             epoch: Some(0.5),
             source: "uprobe",
             counts: [None; 4],
+            sync_ns: None,
         };
         s.observe(&Rows::Steps(vec![step]));
         s.observe(&Rows::Evals(vec![EvalRow {

@@ -149,6 +149,8 @@ pub fn step_rows(b: &RecordBatch) -> Vec<StepRow> {
         prim::<Float64Type>(b, "epoch"),
     );
     let src = strings(b, "source");
+    // Null for every step of a file written before the column existed.
+    let sync = prim::<Int64Type>(b, "sync_ns");
     let counts: Vec<_> = (0..4)
         .map(|k| prim::<UInt64Type>(b, &format!("count_{k}")))
         .collect();
@@ -166,6 +168,7 @@ pub fn step_rows(b: &RecordBatch) -> Vec<StepRow> {
                 epoch: epoch[i],
                 source: source(src[i].as_deref()),
                 counts: [counts[0][i], counts[1][i], counts[2][i], counts[3][i]],
+                sync_ns: sync[i],
             })
         })
         .collect()
@@ -217,6 +220,7 @@ mod tests {
             epoch: Some(1.5),
             source: "socket",
             counts: [Some(1), None, None, None],
+            sync_ns: Some(2),
         }];
         let b = Rows::Steps(steps.clone()).to_batch().unwrap();
         assert_eq!(step_rows(&b), steps);

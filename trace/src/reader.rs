@@ -168,8 +168,15 @@ fn read_parquet(path: &Path, table: Table) -> Result<Vec<RecordBatch>, TraceErro
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
             .build()
             .map_err(|e| TraceError::parquet(path, e))?;
-        reader
+        let batches = reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TraceError::arrow(path, e))
+            .map_err(|e| TraceError::arrow(path, e))?;
+        // A file written before a column existed reads it as nulls.
+        let names = table.column_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        batches
+            .into_iter()
+            .map(|b| table.pad(b, &names).map_err(|e| TraceError::arrow(path, e)))
+            .collect()
     })
 }

@@ -53,6 +53,9 @@ pub struct StepRow {
     pub source: &'static str,
     /// Calls of each counted function during the step.
     pub counts: [Option<u64>; 4],
+    /// The last `eco2ai_step_sync` mark inside the step (CLOCK_MONOTONIC): where the
+    /// rank's own compute ended and its wait on the step's collective began.
+    pub sync_ns: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +211,7 @@ fn steps_columns(v: &[StepRow]) -> Vec<ArrayRef> {
         col!(v, UInt64Builder, |r| r.counts[1]),
         col!(v, UInt64Builder, |r| r.counts[2]),
         col!(v, UInt64Builder, |r| r.counts[3]),
+        col!(v, Int64Builder, |r| r.sync_ns),
     ]
 }
 
@@ -263,6 +267,7 @@ mod tests {
                 epoch: None,
                 source: "socket",
                 counts: [Some(3), None, None, None],
+                sync_ns: Some(2),
             }]),
             Rows::Procs(vec![ProcRow {
                 ts_ns: 1,

@@ -47,7 +47,7 @@ pub(crate) fn parquet_meta(path: &Path, table: Table) -> Result<ArrowReaderMetad
         .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
         .and_then(|k| k.value.as_ref());
     check_version(path, version)?;
-    if meta.schema().fields() != table.schema().fields() {
+    if !table.accepts(meta.schema().fields()) {
         return Err(TraceError::Meta {
             path: path.to_path_buf(),
             reason: format!("columns differ from the {} table's schema", table.name()),
@@ -103,7 +103,11 @@ pub fn read_part(
                     .map_err(|e| TraceError::parquet(path, e))
             })?;
             while let Some(batch) = catch_decoder_panic(path, || Ok(reader.next()))? {
-                f(&batch.map_err(|e| TraceError::arrow(path, e))?);
+                let batch = batch.map_err(|e| TraceError::arrow(path, e))?;
+                // A file written before a column existed reads it as nulls.
+                f(&table
+                    .pad(batch, columns)
+                    .map_err(|e| TraceError::arrow(path, e))?);
             }
             Ok(false)
         }

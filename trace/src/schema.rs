@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{RecordBatch, RecordBatchOptions, new_null_array};
+use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
 
 /// Bumped on any change a reader of the previous version would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -62,6 +63,56 @@ impl Table {
             (TABLE_KEY.to_string(), self.name().to_string()),
         ]);
         Arc::new(Schema::new_with_metadata(fields, metadata))
+    }
+
+    /// Whether a file with these columns is readable as this table: the table's columns,
+    /// or a prefix of them whose missing tail is nullable (columns added later without
+    /// a version bump, such as the steps' `sync_ns`; they read as nulls).
+    pub fn accepts(self, fields: &Fields) -> bool {
+        let schema = self.schema();
+        let all = schema.fields();
+        fields.len() <= all.len()
+            && fields.iter().zip(all.iter()).all(|(a, b)| a == b)
+            && all.iter().skip(fields.len()).all(|f| f.is_nullable())
+    }
+
+    /// `batch` with each of `columns` (names of this table, in the table's order) that it
+    /// lacks added as nulls: what a file written before the column existed reads as.
+    /// A batch that has them all comes back as it is.
+    pub fn pad(self, batch: RecordBatch, columns: &[&str]) -> Result<RecordBatch, ArrowError> {
+        let has = |c: &&str| batch.schema().column_with_name(c).is_some();
+        if columns.iter().all(has) {
+            return Ok(batch);
+        }
+        let schema = self.schema();
+        let rows = batch.num_rows();
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut arrays = Vec::with_capacity(columns.len());
+        for c in columns {
+            match batch.schema().column_with_name(c) {
+                Some((i, f)) => {
+                    fields.push(f.clone());
+                    arrays.push(batch.column(i).clone());
+                }
+                None => {
+                    let f = schema.field_with_name(c)?;
+                    fields.push(f.clone());
+                    arrays.push(new_null_array(f.data_type(), rows));
+                }
+            }
+        }
+        let out = Schema::new_with_metadata(fields, batch.schema().metadata().clone());
+        let opts = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::new(out), arrays, &opts)
+    }
+
+    /// Every column's name, in order.
+    pub fn column_names(self) -> Vec<String> {
+        self.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 }
 
@@ -128,6 +179,10 @@ fn steps_fields() -> Vec<Field> {
         opt("count_1", UInt64),
         opt("count_2", UInt64),
         opt("count_3", UInt64),
+        // Added after version 1 without a bump (a reader pads it with nulls where a
+        // file lacks it): the last `eco2ai_step_sync` mark inside the step on its pid,
+        // CLOCK_MONOTONIC; null when the rank did not mark it.
+        opt("sync_ns", Int64),
     ]
 }
 
@@ -167,6 +222,74 @@ mod tests {
             assert_eq!(s.metadata()[TABLE_KEY], t.name());
         }
         assert_eq!(Table::from_name("nope"), None);
+    }
+
+    #[test]
+    fn files_without_a_later_nullable_column_are_accepted_and_padded() {
+        let full = Table::Steps.schema();
+        let old: Fields = full.fields().iter().take(14).cloned().collect();
+        assert!(Table::Steps.accepts(full.fields()));
+        assert!(Table::Steps.accepts(&old));
+        // A required column missing, or a column of another type, is refused.
+        let short: Fields = full.fields().iter().take(3).cloned().collect();
+        assert!(!Table::Steps.accepts(&short));
+        let mut other: Vec<Field> = old.iter().map(|f| f.as_ref().clone()).collect();
+        other[1] = Field::new("begin_ns", DataType::Utf8, false);
+        assert!(!Table::Steps.accepts(&Fields::from(other)));
+
+        let b = RecordBatch::new_empty(Arc::new(Schema::new(old.clone())));
+        let names = Table::Steps.column_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let padded = Table::Steps.pad(b, &names).unwrap();
+        assert_eq!(padded.schema().fields(), full.fields());
+        let one = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "step",
+                DataType::UInt64,
+                false,
+            )])),
+            vec![Arc::new(arrow_array::UInt64Array::from(vec![7u64]))],
+        )
+        .unwrap();
+        let p = Table::Steps.pad(one, &["step", "sync_ns"]).unwrap();
+        assert_eq!((p.num_rows(), p.num_columns()), (1, 2));
+        assert_eq!(p.column(1).null_count(), 1);
+    }
+
+    /// A real trace recorded before `sync_ns` existed reads whole, the column as nulls.
+    #[test]
+    fn a_trace_from_before_sync_ns_reads_it_as_nulls() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/traces/h200-matmul");
+        let run = crate::Run::open(&dir).unwrap();
+        let data = run.read_table(Table::Steps).unwrap();
+        assert!(data.num_rows() > 0);
+        for b in &data.batches {
+            assert_eq!(b.schema().fields(), Table::Steps.schema().fields());
+            assert_eq!(
+                b.column_by_name("sync_ns").unwrap().null_count(),
+                b.num_rows()
+            );
+        }
+        let rows: Vec<_> = data
+            .batches
+            .iter()
+            .flat_map(crate::from_batch::step_rows)
+            .collect();
+        assert!(
+            rows.iter()
+                .all(|r| r.sync_ns.is_none() && r.end_ns >= r.begin_ns)
+        );
+        let parts = run.parts(Table::Steps).unwrap();
+        let mut n = 0;
+        for p in &parts {
+            crate::scan::read_part(p, Table::Steps, &["begin_ns", "sync_ns"], |b| {
+                assert_eq!(b.num_columns(), 2);
+                n += b.num_rows();
+            })
+            .unwrap();
+        }
+        assert_eq!(n, data.num_rows());
     }
 
     #[test]

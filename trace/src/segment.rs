@@ -178,15 +178,20 @@ pub fn for_each_stream_batch(
         Err(_) => return Ok(true),
     };
     check_version(path, reader.schema().metadata().get(SCHEMA_VERSION_KEY))?;
-    if reader.schema().fields() != table.schema().fields() {
+    if !table.accepts(reader.schema().fields()) {
         return Err(TraceError::Meta {
             path: path.to_path_buf(),
             reason: format!("columns differ from the {} table's schema", table.name()),
         });
     }
+    let names = table.column_names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     loop {
         match catch_decoder_panic(path, || Ok(reader.next()))? {
-            Some(Ok(b)) => f(b)?,
+            // An older stream lacks columns added since: they read as nulls.
+            Some(Ok(b)) => f(table
+                .pad(b, &names)
+                .map_err(|e| TraceError::arrow(path, e))?)?,
             Some(Err(_)) => return Ok(true),
             None => return Ok(false),
         }

@@ -113,6 +113,7 @@ pub fn write_run_as(dir: &Path, len_s: i64, ago_s: i64, project: &str, host: &st
             epoch: None,
             source: "uprobe",
             counts: [None; 4],
+            sync_ns: None,
         });
     }
     w.append(Rows::Gpu(gpu));

@@ -11,6 +11,7 @@ use eco2ai_trace::{EvalRow, StepRow};
 
 use crate::batcher::Batcher;
 use crate::clock::monotonic_ns;
+use crate::job::RankBook;
 use crate::samplers::errors::{ErrorCounts, SensorError};
 
 /// How long an ended step waits for a loss logged after its end.
@@ -42,6 +43,8 @@ struct Open {
     counts: Option<Counts>,
     /// Position in `Pairing::order`.
     seq: u64,
+    /// The last `eco2ai_step_sync` mark since the begin.
+    sync_ns: Option<i64>,
 }
 
 /// Pairs begin and end events per process.
@@ -57,6 +60,8 @@ pub struct Pairing {
     counters: usize,
     /// Events stamped before this are refused.
     valid_from_ns: i64,
+    /// Where the rank of each pid that begins a step is noted (a job's `ranks`).
+    ranks: Option<RankBook>,
 }
 
 /// A float the caller marked unknown (NaN), or one no step can have (±inf).
@@ -79,7 +84,14 @@ impl Pairing {
             source,
             counters: counters.min(4),
             valid_from_ns: mark_probe_start(),
+            ranks: None,
         }
+    }
+
+    /// Notes the rank of each process the first time it begins a step.
+    pub fn with_ranks(mut self, ranks: Option<RankBook>) -> Pairing {
+        self.ranks = ranks;
+        self
     }
 
     /// Processes with a step open now.
@@ -147,7 +159,11 @@ impl Pairing {
             begin_ns: ev.ts_ns,
             counts,
             seq,
+            sync_ns: None,
         };
+        if let Some(book) = &self.ranks {
+            book.note(ev.pid, errors);
+        }
         if let Some(old) = self.open.insert(ev.pid, open) {
             self.order.remove(&old.seq);
             refuse(errors, "marker:begin_without_end", "step begun twice");
@@ -168,11 +184,11 @@ impl Pairing {
         if let Some(o) = &open {
             self.order.remove(&o.seq);
         }
-        let (begin_ns, begin_counts) = match open {
-            Some(o) if o.step == ev.step => (o.begin_ns, o.counts),
+        let (begin_ns, begin_counts, sync_ns) = match open {
+            Some(o) if o.step == ev.step => (o.begin_ns, o.counts, o.sync_ns),
             _ => {
                 refuse(errors, "marker:end_without_begin", "step ended unbegun");
-                (ev.ts_ns, None)
+                (ev.ts_ns, None, None)
             }
         };
         if begin_ns > ev.ts_ns {
@@ -201,7 +217,18 @@ impl Pairing {
             epoch: finite(ev.epoch),
             source: self.source,
             counts: step_counts,
+            sync_ns: sync_ns.filter(|s| (begin_ns..=ev.ts_ns).contains(s)),
         });
+    }
+
+    /// The rank's compute of its open step ended: the last mark inside the step counts.
+    fn sync(&mut self, ev: &Event, errors: &ErrorCounts) {
+        match self.open.get_mut(&ev.pid) {
+            Some(o) if ev.ts_ns >= o.begin_ns => {
+                o.sync_ns = Some(o.sync_ns.map_or(ev.ts_ns, |s| s.max(ev.ts_ns)));
+            }
+            _ => refuse(errors, "marker:sync_without_step", "sync outside a step"),
+        }
     }
 
     /// `counts`: the process's cumulative calls of each counted function at the event
@@ -226,6 +253,7 @@ impl Pairing {
                 eval_loss: finite(ev.loss),
             }),
             EventKind::Log => self.log(&ev, errors),
+            EventKind::Sync => self.sync(&ev, errors),
         }
         // Bounded even when steps end faster than HOLD_NS lets them go: hand the oldest
         // on early (its late loss, if any, is then counted as log_without_step).

@@ -229,3 +229,55 @@ fn held_steps_are_bounded_and_handed_on_not_dropped() {
     p.release(0, true, &mut b);
     assert_eq!(b.steps.len() as u64, n);
 }
+
+#[test]
+fn the_last_sync_mark_inside_a_step_is_its_sync_ns() {
+    let (mut b, rx) = batcher();
+    let errors = ErrorCounts::default();
+    let mut p = pairing();
+    let mut handle =
+        |kind, pid, step, ts| p.handle(ev(kind, pid, step, ts, f64::NAN), None, &mut b, &errors);
+    // pid 1 marks twice (gradient accumulation): the last one counts.
+    handle(EventKind::Begin, 1, 5, 100);
+    handle(EventKind::Sync, 1, 0, 150);
+    handle(EventKind::Sync, 1, 0, 170);
+    handle(EventKind::End, 1, 5, 200);
+    // pid 2 never marks: null. A sync with no open step is refused.
+    handle(EventKind::Begin, 2, 5, 100);
+    handle(EventKind::End, 2, 5, 210);
+    handle(EventKind::Sync, 2, 0, 220);
+    p.release(0, true, &mut b);
+    let rows = sent_steps(&mut b, &rx);
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].pid, rows[0].sync_ns), (1, Some(170)));
+    assert_eq!((rows[1].pid, rows[1].sync_ns), (2, None));
+    assert_eq!(
+        errors.snapshot().get("marker:sync_without_step:transient"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn ranks_are_noted_when_a_pid_begins_its_first_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("41")).unwrap();
+    std::fs::write(tmp.path().join("41/environ"), b"RANK=1\0LOCAL_RANK=0\0").unwrap();
+    let book = crate::job::RankBook::with_proc_root(tmp.path());
+    let (mut b, _rx) = batcher();
+    let errors = ErrorCounts::default();
+    let mut p = pairing().with_ranks(Some(book.clone()));
+    p.handle(
+        ev(EventKind::Begin, 41, 1, 10, f64::NAN),
+        None,
+        &mut b,
+        &errors,
+    );
+    p.handle(
+        ev(EventKind::End, 41, 1, 20, f64::NAN),
+        None,
+        &mut b,
+        &errors,
+    );
+    assert_eq!(book.ranks()[&41].rank, 1);
+    assert!(errors.snapshot().is_empty(), "{:?}", errors.snapshot());
+}

@@ -34,6 +34,8 @@ pub struct MarkerSocket {
     path: PathBuf,
     /// Users whose datagrams are taken (root always is).
     allowed_uids: Vec<u32>,
+    /// Where the pairing notes each stepping process's rank (a job's recording).
+    pub ranks: Option<crate::job::RankBook>,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -137,6 +139,7 @@ impl MarkerSocket {
             dir,
             path,
             allowed_uids: vec![0, me],
+            ranks: None,
         };
         std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o600))?;
         if let Some(uid) = also_uid.filter(|u| *u != me) {
@@ -255,7 +258,7 @@ fn take(
 
 /// Receives until `stop`, then drains what is still queued.
 pub fn listen(sock: MarkerSocket, mut b: Batcher, stop: Arc<AtomicBool>, errors: ErrorCounts) {
-    let mut pairing = Pairing::new("socket", 0);
+    let mut pairing = Pairing::new("socket", 0).with_ranks(sock.ranks.clone());
     let mut buf = [0u8; 2 * EVENT_LEN];
     let mut draining = false;
     loop {
