@@ -74,6 +74,17 @@ pub struct ReplayArgs {
     /// File holding a bearer token for the remote_write endpoint.
     #[arg(long)]
     bearer_token_file: Option<PathBuf>,
+    /// Basic-auth user for the remote_write endpoint (with --basic-auth-password-file;
+    /// `https://user:pass@host/...` works too, but shows the password to `ps`).
+    #[arg(long, requires = "basic_auth_password_file")]
+    basic_auth_user: Option<String>,
+    /// File holding the basic-auth password (its first line).
+    #[arg(long, requires = "basic_auth_user")]
+    basic_auth_password_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for an https:// receiver (a private CA),
+    /// besides the system's.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     #[command(flatten)]
     prices: PriceArgs,
 }
@@ -143,23 +154,50 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-fn remote(replay: &mut Replay, every_ns: i64, url: &str, a: &ReplayArgs) -> Result<()> {
-    let token = match &a.bearer_token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading --bearer-token-file {}", f.display()))?
-                .trim()
-                .to_string(),
-        ),
+/// The first line of a secret file, without its line end.
+fn secret_line(flag: &str, path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {flag} {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").trim_end().to_string())
+}
+
+/// The remote_write options from the flags; credentials are read here, before anything
+/// is sent, so a missing file fails first.
+fn remote_options(url: &str, a: &ReplayArgs) -> Result<remote_write::Options> {
+    let bearer_token = match &a.bearer_token_file {
+        Some(f) => Some(secret_line("--bearer-token-file", f)?),
         None => None,
     };
-    let o = remote_write::Options {
+    let basic_auth = match (&a.basic_auth_user, &a.basic_auth_password_file) {
+        (Some(u), Some(f)) => Some((u.clone(), secret_line("--basic-auth-password-file", f)?)),
+        _ => None,
+    };
+    let https = url.starts_with("https://");
+    if a.ca_file.is_some() && !https {
+        bail!(
+            "--ca-file is for an https:// receiver; {} is not one",
+            redact_url(url)
+        );
+    }
+    if !https && (bearer_token.is_some() || basic_auth.is_some() || url.contains('@')) {
+        eprintln!(
+            "eco2ai-analyze: warning: credentials go to {} over plain http, readable on the network",
+            redact_url(url)
+        );
+    }
+    Ok(remote_write::Options {
         batch_samples: a.batch_samples.max(1),
         max_samples_per_s: a.max_samples_per_s,
         retry_for: a.retry_for_s,
-        bearer_token: token,
+        bearer_token,
+        basic_auth,
+        ca_file: a.ca_file.clone(),
         ..Default::default()
-    };
+    })
+}
+
+fn remote(replay: &mut Replay, every_ns: i64, url: &str, a: &ReplayArgs) -> Result<()> {
+    let o = remote_options(url, a)?;
     let mut last_report = std::time::Instant::now();
     let accepted = std::cell::Cell::new(0u64);
     let mut progress = |n: u64| {

@@ -8,7 +8,12 @@
 use std::time::{Duration, Instant};
 
 use super::Replay;
-use super::http::{Target, post};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::http::{PostError, Target, post};
 use super::proto::WriteRequestSink;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +22,8 @@ pub enum RemoteWriteError {
     BadUrl(String),
     #[error("the receiver refused a request with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
+    #[error("{0}")]
+    Permanent(String),
     #[error("gave up after {attempts} attempts over {secs:.0} s; last error: {last}")]
     GaveUp {
         attempts: u32,
@@ -34,6 +41,10 @@ pub struct Options {
     pub retry_for: Duration,
     pub timeout: Duration,
     pub bearer_token: Option<String>,
+    /// Basic auth (user, password); a URL's `user:pass@` is used when this is None.
+    pub basic_auth: Option<(String, String)>,
+    /// A PEM file of CA certificates trusted for an https receiver, beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -44,6 +55,8 @@ impl Default for Options {
             retry_for: Duration::from_secs(600),
             timeout: Duration::from_secs(30),
             bearer_token: None,
+            basic_auth: None,
+            ca_file: None,
         }
     }
 }
@@ -57,15 +70,37 @@ pub struct Stats {
     pub secs: f64,
 }
 
-fn send(t: &Target, body: &[u8], o: &Options, stats: &mut Stats) -> Result<(), RemoteWriteError> {
-    let auth = o.bearer_token.as_ref().map(|k| format!("Bearer {k}"));
+/// The Authorization header: a bearer token, or basic auth from the options or the URL.
+fn authorization(t: &Target, o: &Options) -> Result<Option<String>, RemoteWriteError> {
+    let basic = o.basic_auth.as_ref().or(t.userinfo.as_ref());
+    match (&o.bearer_token, basic) {
+        (Some(_), Some(_)) => Err(RemoteWriteError::BadUrl(
+            "both a bearer token and basic auth were given; use one".into(),
+        )),
+        (Some(k), None) => Ok(Some(format!("Bearer {k}"))),
+        (None, Some((user, pass))) => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            Ok(Some(format!("Basic {b64}")))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn send(
+    t: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    auth: Option<&str>,
+    body: &[u8],
+    o: &Options,
+    stats: &mut Stats,
+) -> Result<(), RemoteWriteError> {
     let mut headers = vec![
         ("Content-Type", "application/x-protobuf"),
         ("Content-Encoding", "snappy"),
         ("X-Prometheus-Remote-Write-Version", "0.1.0"),
         ("User-Agent", "eco2ai-analyze"),
     ];
-    if let Some(a) = &auth {
+    if let Some(a) = auth {
         headers.push(("Authorization", a));
     }
     let first = Instant::now();
@@ -73,7 +108,7 @@ fn send(t: &Target, body: &[u8], o: &Options, stats: &mut Stats) -> Result<(), R
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let last = match post(t, &headers, body, o.timeout) {
+        let last = match post(t, tls, &headers, body, o.timeout) {
             Ok(a) if (200..300).contains(&a.status) => {
                 stats.requests += 1;
                 stats.bytes += body.len() as u64;
@@ -86,7 +121,8 @@ fn send(t: &Target, body: &[u8], o: &Options, stats: &mut Stats) -> Result<(), R
                     body: a.body,
                 });
             }
-            Err(e) => e.to_string(),
+            Err(PostError::Permanent(e)) => return Err(RemoteWriteError::Permanent(e)),
+            Err(PostError::Transient(e)) => e.to_string(),
         };
         if first.elapsed() + wait > o.retry_for {
             return Err(RemoteWriteError::GaveUp {
@@ -110,6 +146,12 @@ pub fn replay(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Stats, RemoteWriteError> {
     let target = super::http::parse_url(url).map_err(RemoteWriteError::BadUrl)?;
+    let tls = if target.https {
+        Some(super::http::tls_config(o.ca_file.as_deref()).map_err(RemoteWriteError::BadUrl)?)
+    } else {
+        None
+    };
+    let auth = authorization(&target, o)?;
     let mut stats = Stats::default();
     let mut sink = WriteRequestSink::default();
     let mut enc = snap::raw::Encoder::new();
@@ -127,7 +169,7 @@ pub fn replay(
         let body = enc
             .compress_vec(&sink.take_request())
             .map_err(|e| RemoteWriteError::BadUrl(format!("snappy: {e}")))?;
-        send(&target, &body, o, &mut stats)?;
+        send(&target, tls.as_ref(), auth.as_deref(), &body, o, &mut stats)?;
         stats.samples += n;
         progress(stats.samples);
         if let Some(rate) = o.max_samples_per_s.filter(|r| *r > 0.0) {
