@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use eco2ai_trace::Labels;
+use eco2ai_trace::{JobInfo, Labels};
 use thiserror::Error;
 
 use crate::recorder::Intervals;
@@ -48,6 +48,10 @@ pub enum ConfigError {
     Uprobe(String),
     #[error("--run-id: {0}")]
     RunId(#[from] eco2ai_trace::RunIdError),
+    #[error(
+        "job id or node name (from --job-id, SLURM_JOB_ID, TORCHELASTIC_RUN_ID, SLURMD_NODENAME or the host name): {0}"
+    )]
+    Job(eco2ai_trace::RunIdError),
 }
 
 /// Parses `500us`, `20ms`, `2s`, `1.5s`, `5m`, `1h`, up to a year (the shared parser:
@@ -78,6 +82,10 @@ pub struct RecordArgs {
     /// Name of the run directory (default: PROJECT-YYYYMMDD-HHMMSS-PID).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// The multi-node job this node's run belongs to (default: SLURM_JOB_ID, else
+    /// TORCHELASTIC_RUN_ID, else none); the run then goes in OUT/job=ID/node=NODE/.
+    #[arg(long)]
+    pub job_id: Option<String>,
     /// Project label of the run (metrics, alerts, run id); the Python callback's default too.
     #[arg(long, default_value = "hf-training")]
     pub project: Option<String>,
@@ -175,6 +183,8 @@ pub enum Workload {
 pub struct RecordConfig {
     pub out: PathBuf,
     pub run_id: Option<String>,
+    /// The job this run is one node of (`--job-id` or the environment).
+    pub job: Option<JobInfo>,
     pub labels: Labels,
     pub intervals: Intervals,
     pub sensors: SensorConfig,
@@ -283,6 +293,8 @@ impl RecordArgs {
         if let Some(id) = &self.run_id {
             eco2ai_trace::validate_run_id(id)?;
         }
+        // The job id and node name become OUT/job=<id>/node=<node>: checked the same way.
+        let job = crate::job::detect(self.job_id.as_deref()).map_err(ConfigError::Job)?;
         if let Some(c) = &self.prices.country
             && (c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_alphabetic()))
         {
@@ -363,6 +375,7 @@ impl RecordArgs {
         Ok(RecordConfig {
             out: self.out,
             run_id: self.run_id,
+            job,
             labels,
             intervals,
             sensors,

@@ -7,9 +7,63 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use eco2ai_trace::job::{RankInfo, rank_from_environ};
+use eco2ai_trace::job::{JobInfo, RankInfo, rank_from_environ};
+use eco2ai_trace::{Meta, RunIdError};
 
+use crate::recorder::StepSource;
 use crate::samplers::errors::{ErrorCounts, SensorError};
+
+/// This node's job from `--job-id` or the environment (`eco2ai_trace::job::detect`): the
+/// node is SLURMD_NODENAME, else this host's name (its UTS namespace's).
+pub fn detect(flag: Option<&str>) -> Result<Option<JobInfo>, RunIdError> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = match host.trim() {
+        "" => "localhost",
+        h => h,
+    };
+    eco2ai_trace::job::detect(flag, host, |k| std::env::var(k).ok())
+}
+
+/// One line about the job for `info` and the start of `record`.
+pub fn describe(job: Option<&JobInfo>) -> String {
+    let Some(j) = job else {
+        return "none (no --job-id, SLURM_JOB_ID or TORCHELASTIC_RUN_ID): runs go in OUT/<run id>"
+            .into();
+    };
+    let of = |v: Option<u32>| v.map_or_else(|| "?".to_string(), |n| n.to_string());
+    format!(
+        "{} (from {}), node {} (node rank {} of {} nodes, world size {}): runs go in OUT/job={}/node={}/",
+        j.job_id,
+        j.id_source,
+        j.node,
+        of(j.node_rank),
+        of(j.num_nodes),
+        of(j.world_size),
+        j.job_id,
+        j.node
+    )
+}
+
+/// `OUT/<run id>`, or `OUT/job=<id>/node=<node>/<run id>` for a node of a job.
+pub fn run_dir(out: &Path, meta: &Meta) -> Result<PathBuf, RunIdError> {
+    Ok(match &meta.job {
+        Some(job) => {
+            // Checked in the config already; again here, where they are joined to a path.
+            eco2ai_trace::validate_run_id(&job.job_id)?;
+            eco2ai_trace::validate_run_id(&job.node)?;
+            eco2ai_trace::job::node_dir(out, job).join(&meta.run_id)
+        }
+        None => out.join(&meta.run_id),
+    })
+}
+
+/// The book the pairing notes ranks in, when this is a job's recording.
+pub fn steps_ranks(steps: &StepSource) -> Option<RankBook> {
+    match steps {
+        StepSource::Ebpf(p) => p.ranks.clone(),
+        StepSource::Socket(s) => s.ranks.clone(),
+    }
+}
 
 /// Largest environment block read (the kernel caps argv + envp near this by default;
 /// anything beyond is not read, and a rank variable past it is missed, not an error).

@@ -28,6 +28,9 @@ enum Cmd {
         powercap_root: PathBuf,
         #[arg(long, hide = true)]
         fake_gpus: Option<u32>,
+        /// The job to show (default: SLURM_JOB_ID, else TORCHELASTIC_RUN_ID).
+        #[arg(long)]
+        job_id: Option<String>,
     },
     /// Compact the open segments of a run whose recorder was killed, marking it truncated.
     Recover { run: PathBuf },
@@ -54,6 +57,12 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let cfg = args.validate()?;
             eprintln!("{}", money.startup_line());
+            if let Some(job) = &cfg.job {
+                eprintln!(
+                    "eco2ai-probe: job {}",
+                    eco2ai_probe::job::describe(Some(job))
+                );
+            }
             let outcome = record::record(cfg)?;
             let f = &outcome.finished;
             eprint!("{}", record::summary(f));
@@ -67,13 +76,16 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Info {
             powercap_root,
             fake_gpus,
+            job_id,
         } => {
+            let job = eco2ai_probe::job::detect(job_id.as_deref())
+                .map_err(eco2ai_probe::config::ConfigError::Job)?;
             let cfg = SensorConfig {
                 powercap_root,
                 fake_gpus,
                 ..SensorConfig::default()
             };
-            print!("{}", record::info(&cfg));
+            print!("{}", record::info(&cfg, job.as_ref()));
             Ok(0)
         }
         Cmd::Recover { run } => {

@@ -12,6 +12,7 @@ use crate::clock::{mono_to_unix_ns, monotonic_ns, unix_ns};
 use crate::config::{RecordConfig, Workload};
 use crate::ebpf::{EbpfProbe, Tracked};
 use crate::host::{self, Host};
+use crate::job::RankBook;
 use crate::markers::{self, MarkerSocket};
 use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
@@ -67,6 +68,7 @@ fn build_meta(
     meta.gpus = gpus;
     meta.sensors = status;
     meta.labels = cfg.labels.clone();
+    meta.job = cfg.job.clone();
     meta.sampling = Sampling {
         nvml_interval_ns: iv.nvml_ns as u64,
         nvml_energy_interval_ns: iv.nvml_energy_ns as u64,
@@ -154,7 +156,7 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     }
     // Checked in the config already; again here, where it is joined to a path.
     eco2ai_trace::validate_run_id(&meta.run_id)?;
-    let dir = cfg.out.join(&meta.run_id);
+    let dir = crate::job::run_dir(&cfg.out, &meta)?;
     let writer = TraceWriter::create(&dir, meta)
         .with_context(|| format!("cannot create run directory {}", dir.display()))?;
     let signals = SignalForwarder::install()?;
@@ -171,6 +173,7 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
         ),
         _ => None,
     };
+    let ranks = crate::job::steps_ranks(&steps);
     let recorder = Recorder::start(
         writer,
         sensors,
@@ -180,6 +183,9 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
         errors,
     )
     .context("starting sampler threads")?;
+    if let Ok(mut p) = recorder.patch.lock() {
+        p.ranks = ranks;
+    }
 
     let exit_code = match (argv, &cfg.workload) {
         (Some(a), _) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
@@ -287,7 +293,8 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
         (_, true) => "--no-ebpf".to_string(),
         (None, false) => format!("no marker library to attach to ({lib_note})"),
         (Some(lib), false) => match EbpfProbe::load(lib, &cfg.step_counters) {
-            Ok((probe, tracked)) => {
+            Ok((mut probe, tracked)) => {
+                probe.ranks = cfg.job.as_ref().map(|_| RankBook::default());
                 let note = format!("eBPF uprobes on {lib_note}; per-process CPU from sched_switch");
                 eprintln!("eco2ai-probe: steps through eBPF uprobes on {lib_note}");
                 return Ok((
@@ -307,7 +314,8 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
         Workload::Pid(pid) => process_uid(pid),
         _ => None,
     };
-    let sock = MarkerSocket::bind(joined_uid).context("binding the marker socket")?;
+    let mut sock = MarkerSocket::bind(joined_uid).context("binding the marker socket")?;
+    sock.ranks = cfg.job.as_ref().map(|_| RankBook::default());
     eprintln!(
         "eco2ai-probe: eBPF not used ({why_not}); steps through the marker socket {}",
         sock.env_value
@@ -424,11 +432,12 @@ pub fn summary(f: &Finished) -> String {
 }
 
 /// `eco2ai-probe info`: every sensor looked for, used or not and why.
-pub fn info(cfg: &SensorConfig) -> String {
+pub fn info(cfg: &SensorConfig, job: Option<&eco2ai_trace::JobInfo>) -> String {
     let host = host::detect();
     let sensors = sensors::discover(cfg, &host);
     let mut s = String::new();
     let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
+    let _ = writeln!(s, "job       {}", crate::job::describe(job));
     let _ = writeln!(
         s,
         "cpu       {} x{} socket(s), {} threads",

@@ -134,6 +134,8 @@ pub enum StepSource {
 pub struct MetaPatch {
     pub pid: Option<u32>,
     pub exit_code: Option<i32>,
+    /// The ranks of the processes that sent steps (a job's recording).
+    pub ranks: Option<crate::job::RankBook>,
 }
 
 pub struct Recorder {
@@ -396,6 +398,9 @@ impl Shared {
         if let Ok(p) = self.patch.lock() {
             meta.pid = p.pid.or(meta.pid);
             meta.exit_code = p.exit_code.or(meta.exit_code);
+            if let (Some(job), Some(book)) = (meta.job.as_mut(), &p.ranks) {
+                job.ranks = book.ranks();
+            }
         }
     }
 }
