@@ -53,6 +53,9 @@ pub struct ReplayArgs {
     /// Serve the run on this address's /metrics, played back at --speed.
     #[arg(long)]
     serve: Option<String>,
+    /// With --serve: TLS and basic auth from a web-config file in node_exporter's format.
+    #[arg(long, requires = "serve")]
+    web_config_file: Option<PathBuf>,
     /// Playback speed for --serve, e.g. 60x (0.001x to 1e9x).
     #[arg(long, default_value = "1x", value_parser = serve::parse_speed)]
     speed: f64,
@@ -136,10 +139,19 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     } else if let Some(addr) = &a.serve {
         let speed = a.speed;
         let stale_ns = (a.stale_after_s * 1e9) as i64;
-        let served = serve::serve(runs, addr, speed, stale_ns)
+        let web = match &a.web_config_file {
+            Some(f) => Some(std::sync::Arc::new(eco2ai_metrics::WebConfig::load(f)?)),
+            None => None,
+        };
+        let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+            "https"
+        } else {
+            "http"
+        };
+        let served = serve::serve(runs, addr, speed, stale_ns, web)
             .with_context(|| format!("serving on {addr}"))?;
         eprintln!(
-            "eco2ai-analyze: replaying {} run(s) at {speed}x on http://{}/metrics for {:.0} s",
+            "eco2ai-analyze: replaying {} run(s) at {speed}x on {scheme}://{}/metrics for {:.0} s",
             a.runs.len() - skipped.len(),
             served.server.addr,
             served.duration.as_secs_f64()

@@ -7,8 +7,10 @@ pub mod render;
 pub mod server;
 pub mod state;
 pub mod text;
+pub mod web_config;
 
 pub use render::{Kind, Sink, render};
 pub use server::MetricsServer;
 pub use state::{GpuLive, MetricsState, RunInfo};
 pub use text::{TextSink, escape};
+pub use web_config::{WebConfig, WebConfigError};

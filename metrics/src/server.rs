@@ -13,7 +13,9 @@
 //! idle connections and a slowloris client (`tests/slowloris.rs` prints the figures).
 //! tiny_http serves each connection from a blocking thread pool with per-read timeouts,
 //! which is the very weakness fixed here; hyper needs an async runtime in the probe.
-//! This is ~250 lines on `std` and `libc::poll`, with nothing to configure.
+//! This is ~300 lines on `std` and `libc::poll`. With a web-config file (`web_config.rs`,
+//! node_exporter's format) the same loop speaks TLS (rustls, sans-IO: the handshake and
+//! the head are read under the same deadline) and answers 401 without valid basic auth.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +25,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::web_config::WebConfig;
 
 /// Renders the exposition for one scrape.
 pub type Body = Arc<dyn Fn() -> String + Send + Sync>;
@@ -51,6 +55,8 @@ pub struct MetricsServer {
 /// A connection sending its request head.
 struct Pending {
     stream: TcpStream,
+    /// The TLS session, when the server speaks TLS.
+    tls: Option<Box<rustls::ServerConnection>>,
     head: Vec<u8>,
     deadline: Instant,
 }
@@ -63,10 +69,20 @@ enum HeadRead {
     Failed(&'static str),
 }
 
-type Job = (TcpStream, Vec<u8>);
+type Job = (TcpStream, Option<Box<rustls::ServerConnection>>, Vec<u8>);
 
 impl MetricsServer {
     pub fn start(addr: &str, body: Body, on_error: OnError) -> std::io::Result<MetricsServer> {
+        MetricsServer::start_with(addr, body, on_error, None)
+    }
+
+    /// `start`, with TLS and basic auth as `web` says.
+    pub fn start_with(
+        addr: &str,
+        body: Body,
+        on_error: OnError,
+        web: Option<Arc<WebConfig>>,
+    ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
@@ -75,13 +91,15 @@ impl MetricsServer {
         let queue = Arc::new(Mutex::new(queue));
         for k in 0..WORKERS {
             let (queue, body, on_error) = (queue.clone(), body.clone(), on_error.clone());
+            let web = web.clone();
             std::thread::Builder::new()
                 .name(format!("metrics-{k}"))
-                .spawn(move || worker(&queue, &body, &on_error))?;
+                .spawn(move || worker(&queue, &body, &on_error, web.as_deref()))?;
         }
+        let tls = web.and_then(|w| w.tls.clone());
         let thread = std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || poll_loop(&listener, &woken, &jobs, &on_error))?;
+            .spawn(move || poll_loop(&listener, &woken, &jobs, &on_error, tls.as_ref()))?;
         Ok(MetricsServer {
             addr,
             waker,
@@ -106,6 +124,7 @@ fn poll_loop(
     woken: &UnixStream,
     jobs: &SyncSender<Job>,
     on_error: &OnError,
+    tls: Option<&Arc<rustls::ServerConfig>>,
 ) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut fds: Vec<libc::pollfd> = Vec::new();
@@ -144,7 +163,7 @@ fn poll_loop(
         let ready = fds[2..].iter().map(|f| f.revents != 0);
         pending = advance(std::mem::take(&mut pending), ready, now, jobs, on_error);
         if fds[0].revents != 0 {
-            accept_all(listener, &mut pending, now, on_error);
+            accept_all(listener, &mut pending, now, on_error, tls);
         }
     }
 }
@@ -181,6 +200,7 @@ fn accept_all(
     pending: &mut Vec<Pending>,
     now: Instant,
     on_error: &OnError,
+    tls: Option<&Arc<rustls::ServerConfig>>,
 ) {
     loop {
         match listener.accept() {
@@ -189,8 +209,17 @@ fn accept_all(
                     on_error("metrics:busy");
                     continue; // dropped: closed at once
                 }
+                let tls = match tls.map(|c| rustls::ServerConnection::new(c.clone())) {
+                    None => None,
+                    Some(Ok(conn)) => Some(Box::new(conn)),
+                    Some(Err(_)) => {
+                        on_error("metrics:tls");
+                        continue;
+                    }
+                };
                 pending.push(Pending {
                     stream,
+                    tls,
                     head: Vec::new(),
                     deadline: now + HEAD_DEADLINE,
                 });
@@ -210,20 +239,28 @@ fn accept_all(
 
 /// Reads what the socket holds without blocking.
 fn read_head(p: &mut Pending) -> HeadRead {
+    match p.tls.as_deref_mut() {
+        Some(conn) => read_tls_head(&mut p.stream, conn, &mut p.head),
+        None => read_plain(&mut p.stream, &mut p.head),
+    }
+}
+
+/// Reads plaintext from `r` into `head` until it would block.
+fn read_plain(r: &mut impl Read, head: &mut Vec<u8>) -> HeadRead {
     let mut buf = [0u8; 2048];
     loop {
-        match p.stream.read(&mut buf) {
-            Ok(0) if p.head.is_empty() => return HeadRead::Closed,
+        match r.read(&mut buf) {
+            Ok(0) if head.is_empty() => return HeadRead::Closed,
             // Half-closed after a head without its blank line: answer what came.
             Ok(0) => return HeadRead::Done,
             Ok(got) => {
                 // Search only where the new bytes can complete "\r\n\r\n".
-                let from = p.head.len().saturating_sub(3);
-                p.head.extend_from_slice(&buf[..got]);
-                if p.head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+                let from = head.len().saturating_sub(3);
+                head.extend_from_slice(&buf[..got]);
+                if head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
                     return HeadRead::Done;
                 }
-                if p.head.len() > MAX_HEAD_BYTES {
+                if head.len() > MAX_HEAD_BYTES {
                     return HeadRead::Failed("metrics:head_too_large");
                 }
             }
@@ -234,55 +271,146 @@ fn read_head(p: &mut Pending) -> HeadRead {
     }
 }
 
+/// Drives the TLS session with what the socket holds (the handshake, then records) and
+/// reads the decrypted head, without blocking.
+fn read_tls_head(
+    stream: &mut TcpStream,
+    conn: &mut rustls::ServerConnection,
+    head: &mut Vec<u8>,
+) -> HeadRead {
+    loop {
+        let eof = match conn.read_tls(stream) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return HeadRead::Failed("metrics:read"),
+        };
+        if conn.process_new_packets().is_err() {
+            let _ = conn.write_tls(stream); // the alert, if it fits
+            return HeadRead::Failed("metrics:tls");
+        }
+        if eof {
+            return if head.is_empty() {
+                HeadRead::Closed
+            } else {
+                HeadRead::Done
+            };
+        }
+    }
+    // The handshake's answers are a few KiB: the socket's buffer takes them; a client
+    // that does not read them runs into the head deadline.
+    while conn.wants_write() {
+        match conn.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => return HeadRead::Failed("metrics:write"),
+        }
+    }
+    match read_plain(&mut conn.reader(), head) {
+        // No plaintext yet is not the end of the connection under TLS.
+        HeadRead::Closed => HeadRead::More,
+        other => other,
+    }
+}
+
 fn queue(jobs: &SyncSender<Job>, p: Pending, on_error: &OnError) {
-    match jobs.try_send((p.stream, p.head)) {
+    match jobs.try_send((p.stream, p.tls, p.head)) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => on_error("metrics:busy"),
         Err(TrySendError::Disconnected(_)) => on_error("metrics:stopped"),
     }
 }
 
-fn worker(queue: &Mutex<Receiver<Job>>, body: &Body, on_error: &OnError) {
+fn worker(queue: &Mutex<Receiver<Job>>, body: &Body, on_error: &OnError, web: Option<&WebConfig>) {
     loop {
         let job = match queue.lock() {
             Ok(q) => q.recv(),
             Err(_) => return,
         };
-        let Ok((stream, head)) = job else { return };
-        if let Err(e) = answer(stream, &head, body) {
+        let Ok((stream, tls, head)) = job else { return };
+        if let Err(e) = answer(stream, tls, &head, body, web) {
             on_error(&format!("metrics:{:?}", e.kind()));
         }
     }
 }
 
-fn answer(mut stream: TcpStream, head: &[u8], body: &Body) -> std::io::Result<()> {
+/// The value of a header of the request head (names are case-insensitive).
+fn header<'a>(req: &'a str, name: &str) -> Option<&'a str> {
+    req.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+fn answer(
+    stream: TcpStream,
+    tls: Option<Box<rustls::ServerConnection>>,
+    head: &[u8],
+    body: &Body,
+    web: Option<&WebConfig>,
+) -> std::io::Result<()> {
     let req = String::from_utf8_lossy(head);
     let path = req.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) =
-        if req.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            ("200 OK", body())
-        } else {
-            ("404 Not Found", "only /metrics is served\n".to_string())
-        };
+    let authorized = web.is_none_or(|w| w.authorized(header(&req, "authorization")));
+    let (status, extra, body) = if !authorized {
+        (
+            "401 Unauthorized",
+            "WWW-Authenticate: Basic realm=\"eco2ai\"\r\n",
+            "unauthorized\n".to_string(),
+        )
+    } else if req.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+        ("200 OK", "", body())
+    } else {
+        ("404 Not Found", "", "only /metrics is served\n".to_string())
+    };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.set_nonblocking(false)?;
     let deadline = Instant::now() + WRITE_DEADLINE;
-    write_by(&mut stream, head.as_bytes(), deadline)?;
-    write_by(&mut stream, body.as_bytes(), deadline)
+    let sock = stream.try_clone()?;
+    match tls {
+        None => {
+            let mut stream = stream;
+            write_by(&mut stream, &sock, head.as_bytes(), deadline)?;
+            write_by(&mut stream, &sock, body.as_bytes(), deadline)
+        }
+        Some(conn) => {
+            let mut s = rustls::StreamOwned::new(*conn, stream);
+            write_by(&mut s, &sock, head.as_bytes(), deadline)?;
+            write_by(&mut s, &sock, body.as_bytes(), deadline)?;
+            s.conn.send_close_notify();
+            write_by(&mut s, &sock, &[], deadline)?;
+            s.flush()
+        }
+    }
 }
 
-/// `write_all` that ends by `deadline` however slowly the client reads.
-fn write_by(stream: &mut TcpStream, mut data: &[u8], deadline: Instant) -> std::io::Result<()> {
+/// `write_all` to `w` (the socket, or TLS over it) that ends by `deadline` however slowly
+/// the client reads; `sock` is the socket, whose write timeout bounds each write.
+fn write_by(
+    w: &mut impl Write,
+    sock: &TcpStream,
+    mut data: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ErrorKind::TimedOut.into());
+    }
+    sock.set_write_timeout(Some(left))?;
+    if data.is_empty() {
+        return w.flush();
+    }
     while !data.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ErrorKind::TimedOut.into());
         }
-        stream.set_write_timeout(Some(left))?;
-        match stream.write(data) {
+        sock.set_write_timeout(Some(left))?;
+        match w.write(data) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -51,6 +51,7 @@ pub fn serve(
     addr: &str,
     speed: f64,
     stale_after_ns: i64,
+    web: Option<Arc<eco2ai_metrics::WebConfig>>,
 ) -> std::io::Result<Served> {
     let first = runs.iter().map(Replay::start_unix_ns).min().unwrap_or(0);
     let last = runs.iter().map(Replay::end_unix_ns).max().unwrap_or(first);
@@ -74,7 +75,7 @@ pub fn serve(
             ))
         })?;
     let on_error: OnError = Arc::new(|_| {});
-    let server = MetricsServer::start(addr, body, on_error)?;
+    let server = MetricsServer::start_with(addr, body, on_error, web)?;
     Ok(Served { server, duration })
 }
 
