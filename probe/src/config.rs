@@ -38,6 +38,8 @@ pub enum ConfigError {
     Gpus(String),
     #[error("invalid --metrics-addr '{0}': expected HOST:PORT such as 127.0.0.1:9091")]
     MetricsAddr(String),
+    #[error("--web-config-file: {0}")]
+    WebConfig(#[from] eco2ai_metrics::WebConfigError),
     #[error(transparent)]
     Grid(#[from] eco2ai_trace::grid::GridError),
     #[error(transparent)]
@@ -127,6 +129,10 @@ pub struct RecordArgs {
     /// Do not serve live metrics.
     #[arg(long)]
     pub no_metrics: bool,
+    /// TLS and basic auth for /metrics from a web-config file in node_exporter's format
+    /// (tls_server_config, basic_auth_users with bcrypt hashes).
+    #[arg(long)]
+    pub web_config_file: Option<std::path::PathBuf>,
     /// HOST:PORT whose TCP connect time to report as network_latency_ms (e.g. the
     /// Prometheus or remote_write endpoint); repeatable, measured every 10 s.
     #[arg(long = "latency-target")]
@@ -200,6 +206,8 @@ pub struct RecordConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsConfig {
     pub addr: String,
+    /// Checked at validation; loaded again when the server starts.
+    pub web_config_file: Option<std::path::PathBuf>,
     pub latency_targets: Vec<String>,
     pub stale_after_ns: i64,
     pub intensity_g_per_kwh: Option<f64>,
@@ -267,6 +275,9 @@ impl RecordArgs {
             if self.metrics_addr.to_socket_addrs().is_err() {
                 return Err(ConfigError::MetricsAddr(self.metrics_addr.clone()));
             }
+            if let Some(f) = &self.web_config_file {
+                eco2ai_metrics::WebConfig::load(f)?;
+            }
         }
         for t in &self.latency_targets {
             if !t
@@ -278,6 +289,7 @@ impl RecordArgs {
         }
         Ok((!self.no_metrics).then(|| MetricsConfig {
             addr: self.metrics_addr.clone(),
+            web_config_file: self.web_config_file.clone(),
             latency_targets: self.latency_targets.clone(),
             stale_after_ns: self.stale_after.as_nanos().min(i64::MAX as u128) as i64,
             intensity_g_per_kwh: intensity,

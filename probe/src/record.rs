@@ -244,10 +244,24 @@ fn start_metrics(cfg: &RecordConfig, meta: &Meta, host: &Host, errors: ErrorCoun
         out.0
     });
     let on_error: eco2ai_metrics::server::OnError = Arc::new(move |kind| errors.add_n(kind, 1));
-    match MetricsServer::start(&m.addr, body, on_error) {
+    let web = match m.web_config_file.as_deref().map(eco2ai_metrics::WebConfig::load) {
+        None => None,
+        Some(Ok(w)) => Some(Arc::new(w)),
+        Some(Err(e)) => {
+            // Checked at validation: the file changed since. Never serve it open instead.
+            eprintln!("eco2ai-probe: live metrics not served: {e}");
+            return (None, None);
+        }
+    };
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
+    match MetricsServer::start_with(&m.addr, body, on_error, web) {
         Ok(server) => {
             eprintln!(
-                "eco2ai-probe: live metrics on http://{}/metrics",
+                "eco2ai-probe: live metrics on {scheme}://{}/metrics",
                 server.addr
             );
             (Some(state), Some(server))
