@@ -20,6 +20,7 @@ from . import report
 from .config import CarbonConfig
 from .markers import Markers
 from .probe import ProbeSession
+from .sync import BackwardSync
 
 log = logging.getLogger("hf_eco2ai")
 
@@ -38,6 +39,7 @@ class Eco2AICallback(TrainerCallback):
         self._last_check = 0.0
         self.metrics_addr = None
         self.metrics_off = None
+        self.backward_sync = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.session = ProbeSession.join_or_start(self.config)
@@ -45,6 +47,10 @@ class Eco2AICallback(TrainerCallback):
         self.markers = Markers(self.session.marker_lib)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             self.session.register_rank()
+            # Where each rank's compute of a step ends: the job report's stragglers.
+            model = kwargs.get("model")
+            if model is not None and self.markers.has_sync:
+                self.backward_sync = BackwardSync(model, self.markers.sync)
         how = "joined" if self.session.joined else "started"
         self.metrics_addr = getattr(self.session, "metrics_addr", None)
         self.metrics_off = getattr(self.session, "metrics_off", None)
@@ -107,6 +113,9 @@ class Eco2AICallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.session is None:
             return
+        if self.backward_sync is not None:
+            self.backward_sync.remove()
+            self.backward_sync = None
         distributed = _barrier()  # every rank's last step is marked before the probe stops
         self.session.stop()
         # Under several ranks the probe's step rows count every rank's samples.

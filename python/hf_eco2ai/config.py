@@ -58,6 +58,10 @@ class CarbonConfig:
     pue: float = 1.0
     # Where run directories go when the callback starts the probe itself.
     output_dir: str = "runs"
+    # The multi-node job this node's run belongs to (the probe's --job-id); default: the
+    # probe's own detection (SLURM_JOB_ID, else TORCHELASTIC_RUN_ID). Runs of a job go
+    # in output_dir/job=<id>/node=<node>/.
+    job_id: Optional[str] = None
     # eco2ai-probe binary; default: $ECO2AI_PROBE, then PATH.
     probe_path: Optional[str] = None
     extra_probe_args: list = field(default_factory=list)
@@ -98,6 +102,11 @@ class CarbonConfig:
                 raise ConfigError(f"{name} must be a non-negative number or None, got {value!r}")
         if self.carbon_budget_kg is not None and self.country is None and self.region is None:
             raise ConfigError("carbon_budget_kg needs country or region: without a grid intensity energy cannot be turned into CO2")
+        if self.job_id is not None and not (
+            isinstance(self.job_id, str) and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.job_id)
+        ):
+            # The probe's run-id rule: the id becomes a directory name.
+            raise ConfigError(f"job_id must be 1-128 characters of [A-Za-z0-9._-] not starting with '.', got {self.job_id!r}")
         if not (isinstance(self.prometheus_port, int) and 0 < self.prometheus_port < 65536):
             raise ConfigError(f"prometheus_port must be 1..65535, got {self.prometheus_port!r}")
 

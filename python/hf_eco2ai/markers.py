@@ -48,6 +48,10 @@ class Markers:
         lib.eco2ai_eval.argtypes = [ctypes.c_uint64, ctypes.c_double]
         lib.eco2ai_step_log.argtypes = [ctypes.c_uint64, ctypes.c_double, ctypes.c_double]
         lib.eco2ai_marker_lost.restype = ctypes.c_uint64
+        # eco2ai_step_sync came with multi-node jobs: an older library lacks it.
+        self._sync = getattr(lib, "eco2ai_step_sync", None)
+        if self._sync is not None:
+            self._sync.argtypes = []
         self._lib = lib
         # The library may have been loaded for an earlier recording in this process.
         lib.eco2ai_marker_reconnect()
@@ -62,6 +66,16 @@ class Markers:
     def end(self, step, samples=0, tokens=0, loss=None, lr=None, epoch=None):
         s = _Step(int(step), int(samples or 0), int(tokens or 0), _f(loss), _f(lr), _f(epoch))
         self._lib.eco2ai_step_end(ctypes.byref(s))
+
+    def sync(self):
+        """This rank's own compute of the current step ended; it now waits on the step's
+        collective. The probe keeps the last mark inside the step as its sync_ns."""
+        if self._sync is not None:
+            self._sync()
+
+    @property
+    def has_sync(self):
+        return self._sync is not None
 
     def log(self, step, loss=None, lr=None):
         self._lib.eco2ai_step_log(int(step), _f(loss), _f(lr))

@@ -31,6 +31,43 @@ ENV_MARKER_SOCKET = "ECO2AI_MARKER_SOCKET"
 logger = logging.getLogger("hf_eco2ai")
 
 
+def node_name():
+    """This node's name as the probe sees it (Slurm's SLURMD_NODENAME, else the host
+    name), cleaned to one path component."""
+    name = os.environ.get("SLURMD_NODENAME") or socket.gethostname() or "node"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:64] or "node"
+
+
+def rendezvous_path(output_dir, launcher):
+    """Where local rank 0 tells the node's other ranks which run it started. It names the
+    node: output_dir is often on a filesystem every node shares, where launcher pids of
+    two nodes can be equal."""
+    return os.path.join(output_dir, f".eco2ai-node-{node_name()}-{launcher}.json")
+
+
+def _find_run_dir(output_dir, run_id):
+    """The run directory the probe made: OUT/<run id>, or OUT/job=<id>/node=<node>/<run
+    id> when it recorded a node of a job (its own detection of --job-id, SLURM_JOB_ID,
+    TORCHELASTIC_RUN_ID decides)."""
+    flat = os.path.join(output_dir, run_id)
+    if os.path.exists(os.path.join(flat, "meta.json")):
+        return flat
+    for job in _listdir(output_dir):
+        if job.startswith("job="):
+            for node in _listdir(os.path.join(output_dir, job)):
+                d = os.path.join(output_dir, job, node, run_id)
+                if node.startswith("node=") and os.path.exists(os.path.join(d, "meta.json")):
+                    return d
+    return None
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def port_free(port, host="127.0.0.1"):
     """None if `host:port` can be bound now, else why not (in words)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -109,7 +146,7 @@ class ProbeSession:
     @classmethod
     def _node_shared(cls, config, timeout):
         launcher = os.getppid()
-        rendezvous = os.path.join(config.output_dir, f".eco2ai-node-{launcher}.json")
+        rendezvous = rendezvous_path(config.output_dir, launcher)
         if int(os.environ["LOCAL_RANK"]) == 0:
             session = cls.start(config, launcher, timeout)
             tmp = rendezvous + f".{os.getpid()}.tmp"
@@ -140,8 +177,9 @@ class ProbeSession:
     def start(cls, config, pid, timeout=60.0):
         probe = find_probe(config.probe_path)
         run_id = safe_run_id(config.project_name, time.strftime('%Y%m%d-%H%M%S', time.gmtime()), pid)
-        run_dir = os.path.join(config.output_dir, run_id)
         cmd = [probe, "record", "--pid", str(pid), "--out", config.output_dir, "--run-id", run_id]
+        if config.job_id is not None:
+            cmd += ["--job-id", str(config.job_id)]
         cmd += ["--project", config.project_name]
         for flag, value in (
             ("--model", config.model_label()),
@@ -162,16 +200,15 @@ class ProbeSession:
         log_path = os.path.join(config.output_dir, f".{run_id}.probe.log")
         log = open(log_path, "w")
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        meta = os.path.join(run_dir, "meta.json")
         deadline = time.monotonic() + timeout
-        while not os.path.exists(meta):
+        while (run_dir := _find_run_dir(config.output_dir, run_id)) is None:
             if proc.poll() is not None:
                 log.close()
                 with open(log_path) as f:
                     raise ProbeError(f"eco2ai-probe exited with {proc.returncode}: {f.read().strip()}")
             if time.monotonic() > deadline:
                 proc.kill()
-                raise ProbeError(f"eco2ai-probe did not create {meta} within {timeout} s")
+                raise ProbeError(f"eco2ai-probe did not create {run_id}/meta.json in {config.output_dir} within {timeout} s")
             time.sleep(0.02)
         session = cls(run_dir, proc)
         session._log = log

@@ -29,6 +29,11 @@ def test_two_ranks_share_one_probe(tmp_path):
     assert sorted(by_pid) == sorted(r["pid"] for r in ranks)
     for pid, marked in by_pid.items():
         assert marked == list(range(1, 13)), (pid, marked)
+    # Each rank marks the end of its backward pass (sync_ns) from its second step on: the
+    # first backward only learns how many gradients a backward has.
+    for pid, step, b, s, e in zip(steps["pid"], steps["step"], steps["begin_ns"], steps["sync_ns"], steps["end_ns"]):
+        if step > 1:
+            assert s is not None and b <= s <= e, (pid, step, b, s, e)
     summary = json.load(open(result))
     assert summary["run_dir"] == run_dir
     assert summary["steps"] == 24 and summary["samples"] == 96
