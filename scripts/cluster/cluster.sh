@@ -47,7 +47,7 @@ holder_pid() { cat "$STATE/holder-$1.pid"; }
 
 in_node() {
     local i=$1; shift
-    nsenter --target "$(holder_pid "$i")" --uts --net -- "$@"
+    nsenter --target "$(holder_pid "$i")" --uts --net --mount --wd="$PWD" -- "$@"
 }
 
 net_up() {
@@ -55,6 +55,12 @@ net_up() {
     ip link add "$br" type bridge
     ip addr add "$SUBNET.254/24" dev "$br"
     ip link set "$br" up
+    # Every node resolves every node's name (torchrun and gloo look their host up), from
+    # a hosts file bound over /etc/hosts in the node's own mount namespace.
+    {
+        echo "127.0.0.1 localhost"
+        for ((i = 0; i < NODES; i++)); do echo "$(node_addr "$i") $(node_name "$i")"; done
+    } >"$STATE/hosts"
     for ((i = 0; i < NODES; i++)); do
         local ns host veth=$NAME-v$i
         ns=$(node_name "$i"); host=$ns
@@ -64,9 +70,11 @@ net_up() {
         ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
-        # The node's hostname: a UTS namespace held open by a sleeper in the netns.
-        setsid nsenter --net="/run/netns/$ns" unshare --uts \
-            sh -c "hostname $host && exec sleep infinity" </dev/null >/dev/null 2>&1 &
+        # The node's hostname and hosts file: UTS and mount namespaces held open by a
+        # sleeper in the netns (mounts private: nothing propagates back to the machine).
+        setsid nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private \
+            sh -c "hostname $host && mount --bind $STATE/hosts /etc/hosts && exec sleep infinity" \
+            </dev/null >/dev/null 2>&1 &
         echo $! >"$STATE/holder-$i.pid"
     done
     for ((i = 0; i < NODES; i++)); do
@@ -249,7 +257,7 @@ main() {
             local i=${ARGS[0]}
             [[ -f $STATE/env ]] || die "cluster '$NAME' is down"
             export SLURM_CONF=$STATE/slurm.conf
-            exec nsenter --target "$(holder_pid "$i")" --uts --net -- "${ARGS[@]:1}"
+            exec nsenter --target "$(holder_pid "$i")" --uts --net --mount --wd="$PWD" -- "${ARGS[@]:1}"
             ;;
         *) die "usage: cluster.sh up|down|status|env|exec [--name NAME] [--nodes N] [--subnet A.B.C]" ;;
     esac
