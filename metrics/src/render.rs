@@ -45,8 +45,52 @@ fn one<S: Sink + ?Sized>(
     }
 }
 
+/// A sink that adds a job's `job_id` and `node` labels to every sample (a label the
+/// sample already has is not repeated).
+struct JobLabels<'a, S: ?Sized> {
+    inner: &'a mut S,
+    job: [(&'a str, &'a str); 2],
+}
+
+impl<S: Sink + ?Sized> Sink for JobLabels<'_, S> {
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        self.inner.family(name, kind, help);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let mut all = Vec::with_capacity(labels.len() + self.job.len());
+        all.extend_from_slice(labels);
+        for (k, v) in self.job {
+            if !v.is_empty() && !labels.iter().any(|(l, _)| *l == k) {
+                all.push((k, v));
+            }
+        }
+        self.inner.sample(name, &all, value);
+    }
+}
+
 /// Renders every family the state can tell at `now_unix_s` (cost so far depends on it).
+/// A node of a multi-node job labels every sample with `job_id` and `node`, so that a
+/// job's nodes sum by `job_id` (dashboards, per-job alerts).
 pub fn render<S: Sink + ?Sized>(
+    s: &MetricsState,
+    errors: &BTreeMap<String, u64>,
+    now_unix_s: f64,
+    o: &mut S,
+) {
+    let i = &s.info;
+    if i.job_id.is_empty() {
+        render_families(s, errors, now_unix_s, o);
+    } else {
+        let mut job = JobLabels {
+            inner: o,
+            job: [("job_id", i.job_id.as_str()), ("node", i.node.as_str())],
+        };
+        render_families(s, errors, now_unix_s, &mut job);
+    }
+}
+
+fn render_families<S: Sink + ?Sized>(
     s: &MetricsState,
     errors: &BTreeMap<String, u64>,
     now_unix_s: f64,

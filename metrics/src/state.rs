@@ -12,6 +12,10 @@ pub struct RunInfo {
     pub country: String,
     pub region: String,
     pub instance: String,
+    /// The multi-node job and this node's name in it (`meta.job`), empty outside a job:
+    /// when set, every sample carries `job_id` and `node` labels.
+    pub job_id: String,
+    pub node: String,
     pub intensity_g_per_kwh: Option<f64>,
     pub carbon_budget_kg: Option<f64>,
     pub price_per_kwh: Option<f64>,
@@ -33,6 +37,16 @@ impl RunInfo {
             country: meta.labels.country.clone().unwrap_or_default(),
             region: meta.labels.region.clone().unwrap_or_default(),
             instance: instance.to_string(),
+            job_id: meta
+                .job
+                .as_ref()
+                .map(|j| j.job_id.clone())
+                .unwrap_or_default(),
+            node: meta
+                .job
+                .as_ref()
+                .map(|j| j.node.clone())
+                .unwrap_or_default(),
             pue: 1.0,
             gpu_models: meta
                 .gpus
@@ -244,6 +258,40 @@ mod tests {
         s.observe(&Rows::Gpu(vec![row(20_000_000_000, 0)]));
         let live: Vec<u32> = s.live_gpus().map(|(id, _)| *id).collect();
         assert_eq!(live, vec![0]);
+    }
+
+    #[test]
+    fn a_node_of_a_job_labels_every_sample_with_job_and_node() {
+        let mut meta = Meta::new("r");
+        let text = |meta: &Meta| {
+            let s = MetricsState::new(RunInfo::from_meta(meta, "host-a"));
+            let mut out = crate::TextSink::default();
+            crate::render(&s, &BTreeMap::from([("x".into(), 1)]), 0.0, &mut out);
+            out.0
+        };
+        let samples = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        };
+        let plain = text(&meta);
+        assert!(!plain.contains("job_id="), "{plain}");
+        meta.job = Some(eco2ai_trace::JobInfo {
+            job_id: "4242".into(),
+            node: "n1".into(),
+            ..Default::default()
+        });
+        let job = text(&meta);
+        let lines = samples(&job);
+        assert_eq!(lines.len(), samples(&plain).len());
+        for l in &lines {
+            assert!(
+                l.contains(r#"job_id="4242""#) && l.contains(r#"node="n1""#),
+                "{l}"
+            );
+        }
+        assert!(job.contains(r#"instance="host-a""#), "{job}");
     }
 
     #[test]

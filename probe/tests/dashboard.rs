@@ -13,6 +13,9 @@ use serde_json::Value;
 fn served_text() -> String {
     let info = RunInfo {
         project: "p".into(),
+        // A node of a job, as `record --job-id` serves it.
+        job_id: "j".into(),
+        node: "n".into(),
         intensity_g_per_kwh: Some(50.0),
         carbon_budget_kg: Some(1.0),
         price_per_kwh: Some(0.2),
@@ -201,6 +204,20 @@ fn every_query_of_every_dashboard_uses_a_served_metric() {
                 .any(|(_, e)| e.contains("sum by (job_id)") && e.contains("$job")),
             "{name}: no query sums a job's nodes"
         );
+        // What a job's queries sum by, the probe serves on each family they use.
+        let text = served_text();
+        for (title, expr) in exprs(&dash).iter().filter(|(_, e)| e.contains("job_id")) {
+            for word in families_in(expr) {
+                let labelled = text
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("{word}{{")))
+                    .all(|l| l.contains("job_id=\"j\"") && l.contains("node=\"n\""));
+                assert!(
+                    labelled,
+                    "{name}: {title}: {word} served without job_id/node"
+                );
+            }
+        }
     }
 }
 

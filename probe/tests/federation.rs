@@ -19,12 +19,12 @@ use stack::{PROMETHEUS, PROMTOOL, free_port, missing, monitoring, replaced, vect
 fn configs(dir: &std::path::Path, probes: [u16; 2], cluster: u16) {
     let prom = monitoring("prometheus.yml");
     let prom = replaced(&prom, "scrape_interval: 5s", "scrape_interval: 1s");
-    // Both nodes of one job: the target labels the README tells users to write.
+    // Both nodes of one job, plain targets as the README says: the probes serve job_id.
     let prom = replaced(
         &prom,
         "      - targets: [\"127.0.0.1:9091\"]\n",
         &format!(
-            "      - targets: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n        labels: {{job_id: \"4242\"}}\n",
+            "      - targets: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n",
             probes[0], probes[1]
         ),
     );
@@ -177,7 +177,7 @@ fn a_global_prometheus_sees_both_nodes_of_a_job() {
     let probes = [free_port(), free_port()];
     let (cluster, global) = (free_port(), free_port());
     configs(d, probes, cluster);
-    let _nodes = probes.map(|p| stack::probe(d, p, "fed", &[]));
+    let _nodes = probes.map(|p| stack::probe(d, p, "fed", &["--job-id", "4242"]));
     let _cluster = stack::prometheus(d, "prometheus.yml", cluster);
     let _global = stack::prometheus(d, "prometheus-global.yml", global);
     let job_query =
@@ -200,6 +200,9 @@ fn a_global_prometheus_sees_both_nodes_of_a_job() {
         assert_eq!(label(s, "job"), "hf-eco2ai-probe", "{s}");
         assert_eq!(label(s, "cluster"), "local", "{s}");
         assert_eq!(label(s, "project_name"), "fed", "{s}");
+        // The probe's own job labels, not renamed by a target label.
+        assert!(!label(s, "node").is_empty(), "{s}");
+        assert_eq!(label(s, "exported_job_id"), "", "{s}");
     }
     let job = vector(global, job_query);
     assert_eq!(job.len(), 1, "{job:?}");

@@ -306,3 +306,57 @@ fn sync_marks_through_the_uprobes() {
     check_two_ranks(&run, 30);
     assert!(common::steps(&run).iter().all(|s| s.source == "uprobe"));
 }
+
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+#[test]
+fn live_metrics_carry_the_job_and_the_node() {
+    let out = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eco2ai-probe"));
+    for v in JOB_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
+        .envs([("SLURM_JOB_ID", "991"), ("SLURMD_NODENAME", "node-b")])
+        .args(["record", "--duration", "5s", "--fake-gpus", "1"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--out", out.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let body = loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Some(b) = scrape(port).filter(|b| b.contains("hf_training_gpu_power_watts{")) {
+            break b;
+        }
+        assert!(start.elapsed().as_secs() < 15, "no metrics served");
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("hf_training_"))
+        .collect();
+    assert!(samples.len() > 5, "{body}");
+    for l in samples {
+        assert!(
+            l.contains(r#"job_id="991""#) && l.contains(r#"node="node-b""#),
+            "{l}"
+        );
+    }
+}
