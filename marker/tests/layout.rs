@@ -79,3 +79,28 @@ fn pythons_ctypes_struct_has_the_same_layout() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected());
 }
+
+/// The functions `lib.rs` exports, by name (`*_bits` are the uprobes' integer-argument
+/// twins of the float functions, not part of the C API).
+fn exported() -> Vec<String> {
+    let src = std::fs::read_to_string(root().join("marker/src/lib.rs")).unwrap();
+    src.lines()
+        .filter_map(|l| l.split("extern \"C\" fn ").nth(1))
+        .filter_map(|rest| rest.split('(').next())
+        .map(str::to_string)
+        .filter(|n| !n.ends_with("_bits"))
+        .collect()
+}
+
+#[test]
+fn the_c_header_and_python_declare_every_exported_marker() {
+    let names = exported();
+    assert!(names.len() >= 7, "{names:?}");
+    assert!(names.iter().any(|n| n == "eco2ai_step_sync"), "{names:?}");
+    let header = std::fs::read_to_string(root().join("marker/include/eco2ai_marker.h")).unwrap();
+    let python = std::fs::read_to_string(root().join("python/hf_eco2ai/markers.py")).unwrap();
+    for n in &names {
+        assert!(header.contains(&format!(" {n}(")), "{n} missing from the C header");
+        assert!(python.contains(n), "{n} missing from markers.py");
+    }
+}
