@@ -78,8 +78,8 @@ fn check_job(c: &Cluster, bins: &Bins, out: &Path, job_id: &str) {
 /// their namespace addresses) and the global one (monitoring/prometheus-global.yml
 /// federating it), on the host's address on the cluster's bridge.
 fn federation(c: &Cluster, dir: &Path) -> (String, [Killed; 2]) {
-    let cluster_at = format!("{}:{}", c.host_addr, 19090);
-    let global_at = format!("{}:{}", c.host_addr, 19095);
+    let cluster_at = format!("{}:{}", c.host_addr, common::free_port(&c.host_addr));
+    let global_at = format!("{}:{}", c.host_addr, common::free_port(&c.host_addr));
     let targets: Vec<String> = c
         .nodes
         .iter()
@@ -118,7 +118,11 @@ fn srun_and_federation(c: &Cluster, bins: &Bins) {
     let (global, _servers) = federation(c, tmp.path());
     let record = record_cmd(bins, &out, 8);
     let mut args = vec![
+        // A hung job fails the test instead of stalling the suite.
+        "timeout",
+        "180",
         "srun",
+        "--time=3",
         "--nodes",
         "2",
         "--ntasks-per-node",
@@ -189,7 +193,10 @@ fn sbatch(c: &Cluster, bins: &Bins) {
         &mut c.exec(
             0,
             &[
+                "timeout",
+                "180",
                 "sbatch",
+                "--time=3",
                 "--parsable",
                 "--wait",
                 "-o",

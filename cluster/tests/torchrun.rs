@@ -29,6 +29,9 @@ fn torchrun(c: &Cluster, bins: &Bins, out: &Path, run_id: &str, slow: Option<u32
     let children: Vec<_> = (0..c.nodes.len())
         .map(|i| {
             let mut args: Vec<String> = vec![
+                // A hung rendezvous or collective fails the test, not the suite.
+                "timeout".into(),
+                "240".into(),
                 "env".into(),
                 "OMP_NUM_THREADS=1".into(),
                 // gloo binds the node's own interface, as on a cluster with one NIC.

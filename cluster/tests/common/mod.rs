@@ -308,6 +308,15 @@ impl Drop for Killed {
     }
 }
 
+/// A TCP port free on `addr` now.
+pub fn free_port(addr: &str) -> u16 {
+    std::net::TcpListener::bind((addr, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `GET path` from `addr` (HOST:PORT): (status, body).
 pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
