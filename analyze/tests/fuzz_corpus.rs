@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eco2ai_analyze::replay::proto;
+use eco2ai_metrics::proto;
 use eco2ai_analyze::series;
 
 #[path = "../../fuzz/harness/remote_write.rs"]

@@ -1,10 +1,8 @@
 #![no_main]
-//! The remote_write encoder on arbitrary samples and labels, decoded back. Compiled
-//! from analyze/src/replay/proto.rs alone (the analyze crate links polars).
+//! The remote_write encoder (eco2ai-metrics' proto.rs) on arbitrary samples and
+//! labels, decoded back.
 
-#[allow(dead_code)]
-#[path = "../../analyze/src/replay/proto.rs"]
-mod proto;
+use eco2ai_metrics::proto;
 
 #[path = "../harness/remote_write.rs"]
 mod harness;

@@ -1,6 +1,6 @@
 //! Fuzz harness for the remote_write encoder (`proto::WriteRequestSink`): shared by the
-//! fuzz target (which compiles analyze/src/replay/proto.rs on its own) and the corpus
-//! regression test in analyze. Both name the module `crate::proto`.
+//! fuzz target and the corpus regression test in analyze. Both name the module
+//! `crate::proto` (eco2ai_metrics::proto).
 //!
 //! The input is a little program: each sample is `[op][name][n labels][k v]...[8 bytes
 //! value]`, strings length-prefixed by one byte; op bit 0 moves the clock, bit 1 ends

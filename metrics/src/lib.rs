@@ -3,6 +3,7 @@
 //! sample to a [`Sink`]: the Prometheus text format here, OpenMetrics with timestamps and
 //! remote_write in the analyzer. One renderer, so live and replayed metrics cannot drift.
 
+pub mod proto;
 pub mod render;
 pub mod server;
 pub mod state;

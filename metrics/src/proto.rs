@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use eco2ai_metrics::{Kind, Sink};
+use crate::{Kind, Sink};
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

@@ -6,7 +6,6 @@
 pub mod fleet;
 pub mod http;
 pub mod openmetrics;
-pub mod proto;
 pub mod redact;
 pub mod remote_write;
 pub mod serve;

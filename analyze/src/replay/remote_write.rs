@@ -14,7 +14,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use super::http::{PostError, Target, post};
-use super::proto::WriteRequestSink;
+use eco2ai_metrics::proto::WriteRequestSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteWriteError {
