@@ -85,6 +85,17 @@ def test_backward_sync_marks_the_end_of_each_backward_pass():
     assert len(marks) == 4 and not sync.active
 
 
+def test_the_mark_waits_for_the_device_first():
+    model = _tiny_model()
+    events = []
+    BackwardSync(model, lambda: events.append("mark"), wait=lambda: events.append("wait"))
+    for _ in range(3):
+        _train_step(model)
+    assert events == ["wait", "mark"] * 2
+    # On CPU there is nothing to wait for.
+    assert BackwardSync(_tiny_model(), lambda: None)._wait is None
+
+
 def test_backward_sync_counts_trainable_parameters_only():
     model = _tiny_model()
     model[0].weight.requires_grad_(False)
