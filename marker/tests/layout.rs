@@ -100,7 +100,10 @@ fn the_c_header_and_python_declare_every_exported_marker() {
     let header = std::fs::read_to_string(root().join("marker/include/eco2ai_marker.h")).unwrap();
     let python = std::fs::read_to_string(root().join("python/hf_eco2ai/markers.py")).unwrap();
     for n in &names {
-        assert!(header.contains(&format!(" {n}(")), "{n} missing from the C header");
+        assert!(
+            header.contains(&format!(" {n}(")),
+            "{n} missing from the C header"
+        );
         assert!(python.contains(n), "{n} missing from markers.py");
     }
 }
