@@ -244,7 +244,11 @@ fn start_metrics(cfg: &RecordConfig, meta: &Meta, host: &Host, errors: ErrorCoun
         out.0
     });
     let on_error: eco2ai_metrics::server::OnError = Arc::new(move |kind| errors.add_n(kind, 1));
-    let web = match m.web_config_file.as_deref().map(eco2ai_metrics::WebConfig::load) {
+    let web = match m
+        .web_config_file
+        .as_deref()
+        .map(eco2ai_metrics::WebConfig::load)
+    {
         None => None,
         Some(Ok(w)) => Some(Arc::new(w)),
         Some(Err(e)) => {
