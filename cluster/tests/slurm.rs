@@ -172,6 +172,28 @@ fn srun_and_federation(c: &Cluster, bins: &Bins) {
     for s in &seen {
         assert_eq!(s["metric"]["job_id"], job_id.as_str(), "{s}");
     }
+    // After the job, the way a user asks the global Prometheus: the job's energy, by node
+    // and in all (last_over_time: the ended probes' series are stale by now).
+    let by_node = common::try_vector(
+        &global,
+        &format!(r#"sum by (node) (last_over_time(hf_training_energy_kwh_total{{job_id="{job_id}"}}[10m]))"#),
+    )
+    .expect("the global Prometheus answers");
+    assert_eq!(by_node.len(), 2, "{by_node:?}");
+    let job = common::try_vector(
+        &global,
+        &format!(r#"sum by (job_id) (last_over_time(hf_training_energy_kwh_total{{job_id="{job_id}"}}[10m]))"#),
+    )
+    .expect("the global Prometheus answers");
+    let kwh: f64 = job[0]["value"][1].as_str().unwrap().parse().unwrap();
+    let parts: f64 = by_node
+        .iter()
+        .map(|s| s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(
+        kwh > 0.0 && (kwh - parts).abs() <= 1e-9 * kwh.max(1.0),
+        "{job:?} {by_node:?}"
+    );
     check_job(c, bins, &out, &job_id);
 }
 
