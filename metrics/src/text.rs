@@ -6,9 +6,25 @@ use crate::render::{Kind, Sink};
 
 /// Escapes a label value (backslash, double quote, newline).
 pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    push_escaped(&mut out, v);
+    out
+}
+
+/// Appends `v` escaped; most values need no escaping and are copied whole.
+fn push_escaped(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Collects the exposition text in `.0`.
@@ -25,11 +41,30 @@ impl Sink for TextSink {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let _ = write!(self.0, "hf_training_{name}{{");
+        // push_str over write!: a scrape is mostly label text, and the formatting
+        // machinery doubled its cost (benches/encoders.rs).
+        let o = &mut self.0;
+        o.push_str("hf_training_");
+        o.push_str(name);
+        o.push('{');
         for (i, (k, v)) in labels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(self.0, "{sep}{k}=\"{}\"", escape(v));
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str(k);
+            o.push_str("=\"");
+            push_escaped(o, v);
+            o.push('"');
         }
-        let _ = writeln!(self.0, "}} {value}");
+        let _ = writeln!(o, "}} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::escape("plain"), "plain");
+        assert_eq!(super::escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
     }
 }
