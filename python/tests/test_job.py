@@ -122,8 +122,9 @@ def test_sync_marks_reach_the_probe_and_the_job_layout(tmp_path, monkeypatch):
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
     assert meta["job"]["job_id"] == "py-job" and meta["job"]["id_source"] == "flag"
     t = pq.read_table(os.path.join(run_dir, "steps")).to_pydict()
-    assert t["step"] == list(range(5))
+    why = (meta.get("sensors"), meta.get("sensor_errors"), t)
+    assert t["step"] == list(range(5)), why
     marked = [s is not None for s in t["sync_ns"]]
-    assert marked == [True, False, True, False, True]
+    assert marked == [True, False, True, False, True], why
     for b, s, e in zip(t["begin_ns"], t["sync_ns"], t["end_ns"]):
         assert s is None or b <= s <= e
