@@ -8,17 +8,17 @@ use crate::heatmap::Cell;
 use crate::numfmt;
 use crate::report::{Analysis, Report};
 
-const W: f64 = 900.0;
+pub(crate) const W: f64 = 900.0;
 const H: f64 = 300.0;
-const PAD: f64 = 50.0;
+pub(crate) const PAD: f64 = 50.0;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
-fn open(title: &str, h: f64) -> String {
+pub(crate) fn open(title: &str, h: f64) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
          <title>{t}</title><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
@@ -28,7 +28,7 @@ fn open(title: &str, h: f64) -> String {
 }
 
 /// `v` as a share of `top`, 0 where there is nothing to compare with.
-fn share(v: f64, top: f64) -> f64 {
+pub(crate) fn share(v: f64, top: f64) -> f64 {
     if top > 0.0 && v.is_finite() {
         (v / top).clamp(0.0, 1.0)
     } else {
@@ -37,7 +37,7 @@ fn share(v: f64, top: f64) -> f64 {
 }
 
 /// Blue (low) to red (high), for a value in [0, 1].
-fn color(f: f64) -> String {
+pub(crate) fn color(f: f64) -> String {
     let f = f.clamp(0.0, 1.0);
     let (r, g, b) = (
         40.0 + 215.0 * f,
@@ -48,7 +48,7 @@ fn color(f: f64) -> String {
 }
 
 /// A figure's label: three significant digits, trailing zeros dropped, k/M for large.
-fn fmt(v: f64) -> String {
+pub(crate) fn fmt(v: f64) -> String {
     let trim = |s: String| {
         if s.contains('.') && !s.contains('e') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()

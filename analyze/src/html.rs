@@ -13,14 +13,14 @@ use crate::report_text::usd;
 /// Steps listed in the page; all of them are in steps.csv.
 const STEPS_SHOWN: usize = 25;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn row(o: &mut String, k: &str, v: String) {
+pub(crate) fn row(o: &mut String, k: &str, v: String) {
     let _ = writeln!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
 }
 

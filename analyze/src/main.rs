@@ -53,6 +53,12 @@ enum Cmd {
         after_help = "Example:\n  eco2ai-analyze report runs/demo-20261203-120000-42 --country FR --price-per-kwh 0.18 --out reports"
     )]
     Report(report_cmd::ReportArgs),
+    /// A multi-node job's runs (OUT/job=<id>/node=<node>/<run>/) on one aligned clock:
+    /// per-step job energy, per node and rank, stragglers and wait energy, CO2 and cost.
+    #[command(after_help = "Example:\n  eco2ai-analyze job /shared/runs/job=4242 --out job-report")]
+    Job(eco2ai_analyze::job::cmd::JobArgs),
+    /// Write a synthetic multi-node job with known truth (clock offsets, a straggler).
+    SynthJob(eco2ai_analyze::job::cmd::SynthJobArgs),
     /// Which of two runs is more efficient, and by how much.
     #[command(
         after_help = "Example:\n  eco2ai-analyze compare runs/bert-bf16 runs/bert-fp32 --country FR"
@@ -128,6 +134,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Replay(a) => replay_cmd::run(a)?,
         Cmd::Report(a) => report_cmd::run_report(a)?,
         Cmd::Compare(a) => report_cmd::run_compare(a)?,
+        Cmd::Job(a) => eco2ai_analyze::job::cmd::run(a)?,
+        Cmd::SynthJob(a) => eco2ai_analyze::job::cmd::synth_job(a)?,
         Cmd::Synth {
             out,
             seed,

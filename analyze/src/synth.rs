@@ -65,15 +65,15 @@ impl Truth {
 }
 
 /// xorshift64*: small, seeded, good enough for jitter.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
-    fn around(&mut self, mean: f64, spread: f64) -> f64 {
+    pub(crate) fn around(&mut self, mean: f64, spread: f64) -> f64 {
         mean * (1.0 + spread * (2.0 * self.next() - 1.0))
     }
 }
@@ -163,14 +163,33 @@ pub fn generate_with(
     profile: &dyn Profile,
     spans: &[(i64, i64)],
 ) -> Result<Truth, TraceError> {
-    let mut rng = Rng(spec.seed.max(1));
     let mut meta = Meta::new("synthetic");
     meta.start_ns = 0;
-    meta.mono_to_unix_ns = 1_767_225_600 * 1_000_000_000; // 2026-01-01T00:00:00Z
+    meta.mono_to_unix_ns = EPOCH_UNIX_NS;
     meta.labels.project_name = Some("synthetic".into());
     meta.host = "synth".into();
     let mut w = TraceWriter::create(dir, meta)?;
     let end_ns = (spec.duration_s * S) as i64;
+    write_gpus(&mut w, spec, profile, end_ns)?;
+    write_cpu_util(&mut w, end_ns);
+    let truth = steps(&mut w, spec, profile, spans, end_ns);
+    w.finish(end_ns)?;
+    Ok(truth)
+}
+
+/// 2026-01-01T00:00:00Z: the Unix time of a generated run's CLOCK_MONOTONIC 0.
+pub const EPOCH_UNIX_NS: i64 = 1_767_225_600 * 1_000_000_000;
+
+/// The GPU table of `profile` from 0 to `end_ns` as NVML shows it: power refreshed every
+/// ~`sensor_update_ms` and polled every ~`power_poll_ms`, the counter polled every
+/// ~`counter_poll_ms`; long tables go to disk a segment at a time.
+pub fn write_gpus(
+    w: &mut TraceWriter,
+    spec: &Spec,
+    profile: &dyn Profile,
+    end_ns: i64,
+) -> Result<(), TraceError> {
+    let mut rng = Rng(spec.seed.max(1));
     // Sensor refresh instants, with a little jitter.
     let mut updates = Vec::new();
     let mut u = 0.0;
@@ -231,7 +250,12 @@ pub fn generate_with(
         }
         w.append(Rows::Gpu(rows));
     }
-    // The machine half busy, the job a quarter: the job's share of the CPU is 0.5.
+    Ok(())
+}
+
+/// CPU utilisation once a second: the machine half busy, the job a quarter (the job's
+/// share of the CPU is 0.5).
+pub fn write_cpu_util(w: &mut TraceWriter, end_ns: i64) {
     let util = |ts_ns, domain: &str, u| CpuRow {
         ts_ns,
         domain: domain.into(),
@@ -246,9 +270,6 @@ pub fn generate_with(
         cpu.push(util(k * 1_000_000_000, "job", 25.0));
     }
     w.append(Rows::Cpu(cpu));
-    let truth = steps(&mut w, spec, profile, spans, end_ns);
-    w.finish(end_ns)?;
-    Ok(truth)
 }
 
 /// Steps of about `step_ms` with gaps of about `gap_ms`, from 0.5 s to 0.5 s before the end.

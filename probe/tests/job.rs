@@ -360,3 +360,30 @@ fn live_metrics_carry_the_job_and_the_node() {
         );
     }
 }
+
+/// A host name is any bytes root set: one that is not a safe path component is refused
+/// (exit 2) rather than joined to OUT. Needs root for a UTS namespace of its own.
+#[test]
+fn a_hostile_host_name_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: not root (a UTS namespace with another host name needs it)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let script = format!(
+        "printf ../../x > /proc/sys/kernel/hostname && exec {} record --out {} --no-metrics --job-id j --duration 100ms",
+        env!("CARGO_BIN_EXE_eco2ai-probe"),
+        out.display()
+    );
+    let mut cmd = Command::new("unshare");
+    for v in JOB_VARS {
+        cmd.env_remove(v);
+    }
+    let o = cmd.args(["--uts", "sh", "-c", &script]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("node name"), "{err}");
+    assert!(!out.exists());
+}
