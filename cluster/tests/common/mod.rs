@@ -205,14 +205,22 @@ fn reap_stale(prefix: &str) {
             continue;
         }
         let owner = std::fs::read_to_string(e.path().join("owner")).unwrap_or_default();
-        let alive = owner
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        let alive = owner.trim().parse::<u32>().is_ok_and(running);
         if !alive {
             let _ = script(&["down", "--name", &name]).output();
         }
     }
+}
+
+/// Whether process `pid` exists and is not a zombie (a killed test waiting to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with(['Z', 'X']))
+        })
+        .is_some_and(|dead| !dead)
 }
 
 fn script(args: &[&str]) -> Command {
@@ -363,9 +371,17 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
 }
 
 pub fn prometheus(dir: &Path, config: &str, listen: &str) -> Killed {
+    let mut cmd = Command::new(PROMETHEUS);
+    // SAFETY: prctl is async-signal-safe; the closure touches nothing else. The server
+    // dies with this test even when it is killed before its teardown.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     Killed(
-        Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", dir.join(config).display()))
+        cmd.arg(format!("--config.file={}", dir.join(config).display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join(format!("tsdb-{config}")).display()
