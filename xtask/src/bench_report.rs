@@ -44,7 +44,7 @@ fn flags(args: &[String]) -> Result<Flags> {
 }
 
 /// Runs `cmd`, stdout into `out`, stderr shown; its exit must be 0.
-fn timed(cmd: &mut Command, out: &Path) -> Result<Usage> {
+pub(crate) fn timed(cmd: &mut Command, out: &Path) -> Result<Usage> {
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
     let child = cmd
@@ -91,7 +91,7 @@ fn generate(bin: &Path, run: &Path, truth: &Path, f: &Flags) -> Result<()> {
     Ok(())
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -105,7 +105,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn best(runs: &[Usage]) -> (f64, f64) {
+pub(crate) fn best(runs: &[Usage]) -> (f64, f64) {
     let wall = runs.iter().map(|u| u.wall_s).fold(f64::INFINITY, f64::min);
     let rss = runs.iter().map(|u| u.max_rss_mb).fold(0.0, f64::max);
     (wall, rss)

@@ -2,6 +2,7 @@
 //! lacks, then builds and runs. Never needed by a plain `cargo build`.
 
 mod bench;
+mod bench_job;
 mod bench_markers;
 mod bench_report;
 mod cluster;
@@ -39,6 +40,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench-report [--gpus N] [--seconds S] [--rounds R]
                         `report` on a generated trace (default 8 GPUs x 250000 s:
                         100 M power rows, 1 M steps) next to DuckDB on the same files
+  bench-job [--nodes 4,16,64] [--gpus N] [--seconds S] [--rounds R]
+                        `job` on generated multi-node jobs (default 4, 16 and 64 nodes x
+                        8 GPUs x 30 min) next to DuckDB on the same hive-partitioned files
   fuzz [--seconds N] [TARGET...] [--no-cmin]
                         the cargo-fuzz targets (default all, 600 s each) on fuzz/corpus/;
                         per target executions, exec/s, corpus size, crashes (exit 1 on one)
@@ -72,6 +76,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("bench") => bench::bench(&args[1..]),
         Some("bench-markers") => bench_markers::bench_markers(&args[1..]),
         Some("bench-report") => bench_report::bench_report(&args[1..]),
+        Some("bench-job") => bench_job::bench_job(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("cluster") => cluster::cluster(&args[1..]),
         Some("bench-replay") => cargo(&["bench", "-p", "eco2ai-analyze", "--bench", "replay"]),
