@@ -180,6 +180,8 @@ fn test() -> Result<()> {
             std::env::set_var("ECO2AI_REQUIRE_CLUSTER", "1");
         }
     }
+    // Before the Rust tests: the cluster tests run torchrun and the markers from .venv.
+    python::ensure_venv()?;
     cargo(&["build", "--workspace", "--all-targets"])?;
     let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
     let (py_passed, py_failed) = python::pytest()?;
