@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use eco2ai_trace::job::{JobInfo, RankInfo};
-use eco2ai_trace::{Meta, Rows, StepRow, TraceError, TraceWriter};
+use eco2ai_trace::{CpuRow, Meta, Rows, StepRow, TraceError, TraceWriter};
 
 use crate::synth::{self, EPOCH_UNIX_NS, Profile, Rng, Smooth};
 
@@ -51,6 +51,9 @@ pub struct JobSpec {
     pub stepless_node: Option<u32>,
     /// Each node's country label (missing entries: none).
     pub countries: Vec<String>,
+    /// Nodes without GPUs (gloo on CPUs): one CPU package each, read every 10 ms like
+    /// RAPL, its power the profile of the node's first GPU; the node's ranks share it.
+    pub cpu_only: bool,
 }
 
 impl Default for JobSpec {
@@ -73,6 +76,7 @@ impl Default for JobSpec {
             cut_node: None,
             stepless_node: None,
             countries: Vec::new(),
+            cpu_only: false,
         }
     }
 }
@@ -186,7 +190,7 @@ pub fn generate_job(out: &Path, spec: &JobSpec) -> Result<JobTruth, TraceError> 
             let p = NodeProfile {
                 first: n as u32 * spec.gpus,
             };
-            job_j += (0..spec.gpus)
+            job_j += (0..devices(spec))
                 .map(|gi| p.energy_j(gi, e) - p.energy_j(gi, b))
                 .sum::<f64>();
         }
@@ -202,12 +206,22 @@ pub fn generate_job(out: &Path, spec: &JobSpec) -> Result<JobTruth, TraceError> 
             let p = NodeProfile {
                 first: (r / g) as u32 * spec.gpus,
             };
-            let gi = (r % g) as u32;
-            truth.wait_j += p.energy_j(gi, latest as f64 / S) - p.energy_j(gi, a as f64 / S);
+            // A rank's device: its GPU, or an equal share of the node's one package.
+            let (gi, share) = match spec.cpu_only {
+                true => (0, 1.0 / g as f64),
+                false => ((r % g) as u32, 1.0),
+            };
+            truth.wait_j +=
+                share * (p.energy_j(gi, latest as f64 / S) - p.energy_j(gi, a as f64 / S));
             truth.wait_ns += i128::from(latest - a);
         }
     }
     Ok(truth)
+}
+
+/// Energy devices of a node: its GPUs, or its one CPU package.
+fn devices(spec: &JobSpec) -> u32 {
+    if spec.cpu_only { 1 } else { spec.gpus }
 }
 
 fn arrival(spec: &JobSpec, s: &RankStep) -> i64 {
@@ -266,7 +280,12 @@ fn write_node(
         power_poll_ms: spec.power_poll_ms,
         ..synth::Spec::default()
     };
-    synth::write_gpus(&mut w, &gpu_spec, &NodeProfile { first: n * g }, node_end)?;
+    let profile = NodeProfile { first: n * g };
+    if spec.cpu_only {
+        write_package(&mut w, &profile, node_end);
+    } else {
+        synth::write_gpus(&mut w, &gpu_spec, &profile, node_end)?;
+    }
     synth::write_cpu_util(&mut w, node_end);
     if spec.stepless_node != Some(n) {
         let mut rows = Vec::new();
@@ -289,6 +308,24 @@ fn write_node(
     }
     w.finish(end_ns)?;
     Ok(dir)
+}
+
+/// A RAPL package counter read every 10 ms, in whole microjoules.
+fn write_package(w: &mut TraceWriter, profile: &NodeProfile, end_ns: i64) {
+    let rows = (0..=end_ns / 10_000_000)
+        .map(|k| {
+            let ts_ns = k * 10_000_000;
+            CpuRow {
+                ts_ns,
+                domain: "package-0".into(),
+                source: "powercap",
+                energy_uj: Some((profile.energy_j(0, ts_ns as f64 / S) * 1e6).floor() as u64),
+                energy_changed: Some(true),
+                util_pct: None,
+            }
+        })
+        .collect();
+    w.append(Rows::Cpu(rows));
 }
 
 fn step_row(k: u64, pid: u32, s: RankStep, sync_ns: Option<i64>) -> StepRow {

@@ -123,6 +123,28 @@ fn a_known_clock_offset_is_recovered_within_a_millisecond() {
 }
 
 #[test]
+fn nodes_without_gpus_share_their_cpu_package_among_their_ranks() {
+    let spec = JobSpec {
+        cpu_only: true,
+        clock_offsets_ns: vec![0, -30_000_000],
+        ..JobSpec::default()
+    };
+    let (_tmp, t) = make(&spec);
+    let r = analyse(&t.job_dir);
+    assert!(r.nodes.iter().all(|n| n.gpus == 0 && n.cpu_kwh > 0.0));
+    let worst = worst_step_error(&r, &t);
+    let wait_err = (r.stragglers.wait_j - t.wait_j).abs() / t.wait_j;
+    eprintln!(
+        "CPU nodes: worst step {:.4}%, wait {:.3}%",
+        worst * 100.0,
+        wait_err * 100.0
+    );
+    assert!(worst <= 0.005, "{worst}");
+    assert!(wait_err <= 0.02, "{wait_err}");
+    assert!(r.steps.iter().all(|s| s.straggler_rank == Some(1)));
+}
+
+#[test]
 fn without_sync_marks_no_straggler_is_named() {
     let spec = JobSpec {
         sync_marks: false,
