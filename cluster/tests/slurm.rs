@@ -65,7 +65,17 @@ fn check_job(c: &Cluster, bins: &Bins, out: &Path, job_id: &str) {
         assert_eq!(job["node"], node.as_str(), "{meta}");
         assert_eq!(job["node_rank"], i as u64, "{meta}");
         assert_eq!(job["num_nodes"], 2, "{meta}");
-        assert!(dir.join("steps").exists(), "no steps in {}", dir.display());
+        // Each node's run is still a run of its own: `report` reads it as before.
+        let one = ok(
+            Command::new(&bins.analyze).args(["report", dir.to_str().unwrap(), "--format", "json"]),
+            "eco2ai-analyze report on one node's run",
+        );
+        let one: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+        let steps = one["steps"]["count"].as_u64().unwrap_or(0);
+        assert!(
+            steps >= 20,
+            "{node}: {steps} steps of 0.1 s in 3 s or more: {one}"
+        );
     }
     let report = common::analyze_job(bins, &jobs[0]);
     let said = common::strings(&report);
