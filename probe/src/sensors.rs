@@ -7,7 +7,7 @@ use eco2ai_trace::{GpuInfo, SensorStatus};
 
 use crate::host::Host;
 use crate::samplers::estimate::{self, DEFAULT_TDP_W};
-use crate::samplers::gpu::fake::{FakeGpus, FakeScript};
+use crate::samplers::gpu::fake::{CallCost, FakeGpus, FakeScript};
 use crate::samplers::gpu::nvml::NvmlBackend;
 use crate::samplers::gpu::{GpuBackend, select_gpus};
 use crate::samplers::rapl::{self, EnergyReader, RaplConfig};
@@ -64,7 +64,20 @@ fn discover_gpus(
     let backend: Arc<dyn GpuBackend> = match cfg.fake_gpus {
         Some(n) => {
             let clock = Arc::new(crate::clock::monotonic_ns);
-            Arc::new(FakeGpus::new(n, clock, FakeScript::default()))
+            // Benchmarks make the fake cost what NVML costs (`h200`); see CallCost.
+            let want = std::env::var("ECO2AI_FAKE_NVML_COST").unwrap_or_default();
+            let cost = CallCost::parse(&want).unwrap_or_else(|| {
+                out.push(status(
+                    "fake-nvml",
+                    "cost",
+                    false,
+                    format!(
+                        "ECO2AI_FAKE_NVML_COST={want:?} is not h200 or none; calls cost nothing"
+                    ),
+                ));
+                CallCost::default()
+            });
+            Arc::new(FakeGpus::new(n, clock, FakeScript::default()).with_cost(cost))
         }
         None => match NvmlBackend::load() {
             Ok(b) => Arc::new(b),

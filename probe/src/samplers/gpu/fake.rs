@@ -1,6 +1,8 @@
 //! A fake GPU library with a known power function, the 100 ms sensor refresh of real
 //! NVML, a cumulative energy counter, and scripted failures and counter resets. Used
 //! by the tests and by `record --fake-gpus N` (benchmarks on machines without GPUs).
+//! With a [`CallCost`] each call also burns the CPU time the real call costs, so a
+//! benchmark on a machine without GPUs sees the probe's real NVML cost.
 
 use std::sync::Arc;
 
@@ -22,11 +24,73 @@ pub struct FakeScript {
     pub energy_reset_at_ns: Option<i64>,
 }
 
+/// CPU time each NVML call costs, in ns of the calling thread's CPU clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallCost {
+    pub energy_ns: i64,
+    pub power_ns: i64,
+    /// The instant power is a field-values call.
+    pub power_instant_ns: i64,
+    pub util_ns: i64,
+    pub mem_ns: i64,
+    pub temp_ns: i64,
+    pub clock_ns: i64,
+}
+
+impl CallCost {
+    /// Measured with pynvml on an NVIDIA H200 (driver 580, docs/benchmarks.md).
+    pub const H200: CallCost = CallCost {
+        energy_ns: 3_949_000,
+        power_ns: 1_900,
+        power_instant_ns: 5_700,
+        util_ns: 1_700,
+        mem_ns: 7_700,
+        temp_ns: 1_900,
+        clock_ns: 2_000,
+    };
+
+    /// `h200` or `none`: the value of ECO2AI_FAKE_NVML_COST.
+    pub fn parse(s: &str) -> Option<CallCost> {
+        match s.trim() {
+            "h200" => Some(CallCost::H200),
+            "none" | "" => Some(CallCost::default()),
+            _ => None,
+        }
+    }
+}
+
+/// Spins on this thread's CPU clock until it has used `ns` more: the cost is CPU, as
+/// NVML's is, not a sleep.
+fn burn(ns: i64) {
+    if ns <= 0 {
+        return;
+    }
+    let start = thread_cpu_ns();
+    while thread_cpu_ns() - start < ns {
+        std::hint::spin_loop();
+    }
+}
+
+fn thread_cpu_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        // Cannot happen on Linux; returning a huge value ends the spin.
+        return i64::MAX / 2;
+    }
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
 pub struct FakeGpus {
     count: u32,
     clock: Clock,
     origin_ns: i64,
     script: FakeScript,
+    cost: CallCost,
 }
 
 /// Sensor refresh period of the fake, as measured on an H100.
@@ -44,7 +108,14 @@ impl FakeGpus {
             clock,
             origin_ns,
             script,
+            cost: CallCost::default(),
         }
+    }
+
+    /// Each call burns what `cost` says.
+    pub fn with_cost(mut self, cost: CallCost) -> FakeGpus {
+        self.cost = cost;
+        self
     }
 
     fn rel_now(&self) -> i64 {
@@ -105,6 +176,38 @@ impl GpuBackend for FakeGpus {
     }
 
     fn power_mw(&self, gpu: u32) -> Result<u32, SensorError> {
+        burn(self.cost.power_ns);
+        self.level(gpu)
+    }
+
+    fn power_instant_mw(&self, gpu: u32) -> Result<u32, SensorError> {
+        burn(self.cost.power_instant_ns);
+        self.level(gpu)
+    }
+
+    fn energy_mj(&self, gpu: u32) -> Result<u64, SensorError> {
+        burn(self.cost.energy_ns);
+        self.counter_mj(gpu)
+    }
+
+    fn aux(&self, gpu: u32, _on_error: &mut dyn FnMut(&'static str, SensorError)) -> Aux {
+        let c = &self.cost;
+        burn(c.util_ns + c.mem_ns + c.temp_ns + c.clock_ns);
+        let k = self.rel_now() / UPDATE_NS;
+        let level = Self::level_mw(gpu, k);
+        Aux {
+            util_gpu_pct: Some((level * 100 / 700_000) as u32),
+            util_mem_pct: Some(40),
+            mem_used_bytes: Some(60 << 30),
+            mem_total_bytes: Some(80 << 30),
+            temp_c: Some(40 + (level / 20_000) as u32),
+            sm_clock_mhz: Some(1980),
+        }
+    }
+}
+
+impl FakeGpus {
+    fn level(&self, gpu: u32) -> Result<u32, SensorError> {
         self.check(gpu)?;
         let t = self.rel_now();
         if Self::in_window(&self.script.power_errors, t) {
@@ -113,11 +216,7 @@ impl GpuBackend for FakeGpus {
         Ok(Self::level_mw(gpu, t / UPDATE_NS) as u32)
     }
 
-    fn power_instant_mw(&self, gpu: u32) -> Result<u32, SensorError> {
-        self.power_mw(gpu)
-    }
-
-    fn energy_mj(&self, gpu: u32) -> Result<u64, SensorError> {
+    fn counter_mj(&self, gpu: u32) -> Result<u64, SensorError> {
         self.check(gpu)?;
         let t = self.rel_now();
         if Self::in_window(&self.script.energy_errors, t) {
@@ -130,18 +229,5 @@ impl GpuBackend for FakeGpus {
             }
             _ => COUNTER_START_MJ + Self::energy_windows_mj(gpu, k),
         })
-    }
-
-    fn aux(&self, gpu: u32, _on_error: &mut dyn FnMut(&'static str, SensorError)) -> Aux {
-        let k = self.rel_now() / UPDATE_NS;
-        let level = Self::level_mw(gpu, k);
-        Aux {
-            util_gpu_pct: Some((level * 100 / 700_000) as u32),
-            util_mem_pct: Some(40),
-            mem_used_bytes: Some(60 << 30),
-            mem_total_bytes: Some(80 << 30),
-            temp_c: Some(40 + (level / 20_000) as u32),
-            sm_clock_mhz: Some(1980),
-        }
     }
 }

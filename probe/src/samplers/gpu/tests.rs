@@ -99,3 +99,44 @@ fn gpu_selection_honours_flag_and_cuda_visible_devices() {
         Vec::<u32>::new()
     );
 }
+
+/// Thread CPU time of `f`, in ns.
+fn thread_cpu_of(f: impl FnOnce()) -> i64 {
+    let now = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid, writable timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    let t0 = now();
+    f();
+    now() - t0
+}
+
+#[test]
+fn a_costed_fake_burns_the_cpu_of_the_real_calls() {
+    use super::fake::CallCost;
+    assert_eq!(CallCost::parse("h200"), Some(CallCost::H200));
+    assert_eq!(CallCost::parse("none"), Some(CallCost::default()));
+    assert_eq!(CallCost::parse("h100x"), None);
+    let (_, clock) = manual_clock();
+    let fake = FakeGpus::new(2, clock, FakeScript::default()).with_cost(CallCost::H200);
+    let energy_ns = thread_cpu_of(|| {
+        let _ = fake.energy_mj(1);
+    });
+    assert!(energy_ns >= CallCost::H200.energy_ns, "{energy_ns} ns");
+    let aux_ns = thread_cpu_of(|| {
+        let _ = fake.aux(0, &mut |_, _| {});
+    });
+    assert!(aux_ns >= 13_300, "{aux_ns} ns");
+    // Without a cost the fake is free (the tests' default).
+    let (_, clock) = manual_clock();
+    let free = FakeGpus::new(1, clock, FakeScript::default());
+    let free_ns = thread_cpu_of(|| {
+        let _ = free.energy_mj(0);
+    });
+    assert!(free_ns < CallCost::H200.energy_ns, "{free_ns} ns");
+}
