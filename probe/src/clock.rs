@@ -1,6 +1,7 @@
 //! CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so eBPF events and
 //! sensor samples share one time axis.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 fn read(clock: libc::clockid_t) -> i64 {
@@ -45,5 +46,18 @@ pub fn sleep_until(deadline_ns: i64) {
     let now = monotonic_ns();
     if deadline_ns > now {
         std::thread::sleep(Duration::from_nanos((deadline_ns - now) as u64));
+    }
+}
+
+/// Sleeps until `deadline_ns` or until `stop` is set and this thread is unparked
+/// (`Recorder::stop` unparks every sampler), so a sampler with a long period does not
+/// hold the end of a run for up to its period.
+pub fn sleep_until_or_stop(deadline_ns: i64, stop: &AtomicBool) {
+    loop {
+        let now = monotonic_ns();
+        if deadline_ns <= now || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::park_timeout(Duration::from_nanos((deadline_ns - now) as u64));
     }
 }

@@ -7,3 +7,4 @@ pub mod estimate;
 pub mod gpu;
 pub mod procfs;
 pub mod rapl;
+pub mod tick;
