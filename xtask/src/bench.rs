@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: the probe's own cost at default rates, on a fake RAPL tree
-//! driven at 1 kHz and 8 fake GPUs, next to CodeCarbon (measure_power_secs=1) run at
-//! the same time on the same machine. CPU time and peak RSS come from wait4(2).
+//! driven at 1 kHz and 8 fake GPUs whose calls burn the CPU real NVML costs on an H200,
+//! recording a 64-thread process tree with /metrics scraped every 15 s, next to
+//! CodeCarbon (measure_power_secs=1) run at the same time on the same machine. The
+//! probe's CPU is its own (RUSAGE_SELF, kept in meta.json; wait4 would add the recorded
+//! tree's), split by thread from /proc/PID/task/*/schedstat.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use eco2ai_probe::samplers::rapl::fake_tree::FakePowercap;
 
+use crate::bench_load;
 use crate::util::{cargo, root};
 
 #[derive(Debug, Clone, Copy)]
@@ -68,9 +72,21 @@ fn python_with_codecarbon() -> Result<PathBuf> {
 pub fn bench(args: &[String]) -> Result<()> {
     let mut seconds = 60u64;
     let mut codecarbon = true;
+    let mut nvml_cost = "h200".to_string();
+    let mut probe_args: Vec<String> = Vec::new();
+    let mut probe_bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--nvml-cost" => {
+                nvml_cost = it.next().context("--nvml-cost needs h200 or none")?.clone()
+            }
+            "--probe-bin" => {
+                probe_bin = Some(it.next().context("--probe-bin needs a path")?.into())
+            }
+            "--probe-arg" => {
+                probe_args.push(it.next().context("--probe-arg needs a value")?.clone())
+            }
             "--seconds" => {
                 seconds = it
                     .next()
@@ -81,7 +97,21 @@ pub fn bench(args: &[String]) -> Result<()> {
             other => bail!("unknown bench flag '{other}'"),
         }
     }
-    cargo(&["build", "--release", "--bin", "eco2ai-probe"])?;
+    // --probe-bin: another build (its marker library beside it), for before/after.
+    let probe_bin = match probe_bin {
+        Some(p) => p,
+        None => {
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "eco2ai-probe",
+                "-p",
+                "eco2ai-marker",
+            ])?;
+            root().join("target/release/eco2ai-probe")
+        }
+    };
     let py = if codecarbon {
         Some(python_with_codecarbon()?)
     } else {
@@ -93,23 +123,26 @@ pub fn bench(args: &[String]) -> Result<()> {
     let tree = FakePowercap::intel_one_socket(&out.join("powercap"))?;
     let _driver = tree.spawn_driver(Duration::from_millis(1));
 
+    // A port of its own, so a probe another test runs on the default does not collide.
+    let metrics_addr = format!("127.0.0.1:{}", 19_000 + std::process::id() % 1000);
     let started = std::time::Instant::now();
-    let probe = Command::new(root().join("target/release/eco2ai-probe"))
+    let probe = Command::new(&probe_bin)
         .args(["record", "--out"])
         .arg(&out)
-        .args([
-            "--run-id",
-            "bench",
-            "--fake-gpus",
-            "8",
-            "--duration",
-            &format!("{seconds}s"),
-            "--powercap-root",
-        ])
+        .args(["--run-id", "bench", "--fake-gpus", "8", "--powercap-root"])
         .arg(&tree.root)
+        .args(["--metrics-addr", &metrics_addr])
+        .args(&probe_args)
+        .arg("--")
+        .args(bench_load::workload_argv(seconds))
+        .env("ECO2AI_FAKE_NVML_COST", &nvml_cost)
         .stdout(Stdio::null())
         .spawn()
         .context("starting the probe")?;
+    let threads = bench_load::ThreadCpu::start(probe.id());
+    // The floor runs at the same time, so both see the same load on the machine.
+    let floor = std::thread::spawn(move || timer_floor(seconds));
+    let scraper = bench_load::Scraper::start(metrics_addr, Duration::from_secs(15));
     let cc = match &py {
         Some(py) => Some(
             Command::new(py)
@@ -122,6 +155,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         None => None,
     };
     let (code, probe_use) = wait_usage(probe, started)?;
+    let by_thread = threads.finish();
+    let (scrapes, scraped_bytes) = scraper.finish();
     if code != 0 {
         bail!("the probe exited with {code}");
     }
@@ -134,21 +169,42 @@ pub fn bench(args: &[String]) -> Result<()> {
     // wait4's peak RSS includes the parent's pages copied before exec; the probe's own
     // VmHWM (kept in meta.json) is the figure that counts.
     let own_rss_mb = meta["probe_peak_rss_kb"].as_f64().map(|kb| kb / 1024.0);
+    // wait4's CPU includes the recorded tree's (its reaped children); RUSAGE_SELF's
+    // figure in meta.json is the probe's own.
+    let own_cpu_s = meta["probe_cpu_ns"].as_f64().map(|ns| ns / 1e9);
     let probe_use = Usage {
         max_rss_mb: own_rss_mb.unwrap_or(probe_use.max_rss_mb),
+        cpu_s: own_cpu_s.unwrap_or(probe_use.cpu_s),
         ..probe_use
     };
     let mut report = vec![line(
-        "eco2ai-probe (8 fake GPUs, RAPL 1 kHz)",
+        &format!("eco2ai-probe (8 GPUs, nvml cost {nvml_cost})"),
         probe_use,
         rows,
     )];
     report.push(format!(
-        "  rows by table: {}; dropped {}",
-        meta["rows"], meta["dropped_rows"]
+        "  rows by table: {}; dropped {}; errors {}; /metrics scraped {scrapes} times ({scraped_bytes} bytes)",
+        meta["rows"], meta["dropped_rows"], meta["sensor_errors"]
     ));
-    let floor = timer_floor(seconds.min(20))?;
-    report.push(line("floor: an empty 1 kHz sleep loop", floor, 0));
+    report.push(format!(
+        "  probe args: {probe_args:?}; steps from: {}",
+        steps_note(&meta)
+    ));
+    for (name, ns) in &by_thread {
+        report.push(format!(
+            "  thread {name:<16} cpu {:>7.3} s ({:>6.3}% of one core)",
+            *ns as f64 / 1e9,
+            100.0 * *ns as f64 / 1e9 / probe_use.wall_s.max(1e-9)
+        ));
+    }
+    let floor = floor
+        .join()
+        .map_err(|_| anyhow::anyhow!("the floor thread panicked"))??;
+    report.push(line(
+        "floor: an empty 1 kHz sleep loop, same time",
+        floor,
+        0,
+    ));
     if let Some(cc) = cc {
         let (code, cc_use) = wait_usage(cc, started)?;
         if code != 0 {
@@ -169,14 +225,38 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `xtask timer-floor` as a child: what a bare 1 kHz sleep loop costs here.
+/// Where the run's steps and per-process CPU came from (eBPF or the socket).
+fn steps_note(meta: &serde_json::Value) -> String {
+    meta["sensors"]
+        .as_array()
+        .and_then(|v| v.iter().find(|s| s["kind"] == "markers"))
+        .and_then(|s| s["note"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// What a bare 1 kHz sleep loop costs here, run on the calling thread, its CPU from
+/// the thread's own clock (a child would need this executable, which a concurrent
+/// build may replace).
 fn timer_floor(seconds: u64) -> Result<Usage> {
-    let exe = std::env::current_exe()?;
     let started = std::time::Instant::now();
-    let child = Command::new(exe)
-        .args(["timer-floor", &seconds.to_string()])
-        .spawn()?;
-    Ok(wait_usage(child, started)?.1)
+    timer_floor_loop(seconds);
+    let cpu_s = thread_cpu_s();
+    Ok(Usage {
+        cpu_s,
+        max_rss_mb: 0.0,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn thread_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec; clock_gettime only writes into it.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// The loop the floor measures: sleep to the next 1 ms deadline, nothing else.

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_job;
+mod bench_load;
 mod bench_markers;
 mod bench_report;
 mod cluster;
@@ -32,9 +33,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                         Prometheus (127.0.0.1:9090) and Alertmanager (127.0.0.1:9093)
                         with monitoring/, scraping the probe, until Ctrl-C; --global
                         adds a Prometheus (127.0.0.1:9095) federating the first
-  bench [--seconds N] [--no-codecarbon]
-                        probe CPU time and peak RSS at default rates on a fake RAPL
-                        tree (1 kHz) and 8 fake GPUs, next to CodeCarbon
+  bench [--seconds N] [--no-codecarbon] [--nvml-cost h200|none] [--probe-arg A]...
+        [--probe-bin PATH]
+                        probe CPU time (per thread) and peak RSS at default rates on a
+                        fake RAPL tree (1 kHz) and 8 fake GPUs costing NVML's CPU,
+                        recording 64 threads, /metrics scraped, next to CodeCarbon
   bench-markers         step-marker cost with the uprobes attached, an empty uprobe
                         and no probe; events lost at 100,000 markers/s
   bench-report [--gpus N] [--seconds S] [--rounds R]
