@@ -13,5 +13,5 @@ pub mod web_config;
 pub use render::{Kind, Sink, render};
 pub use server::MetricsServer;
 pub use state::{GpuLive, MetricsState, RunInfo};
-pub use text::{TextSink, escape};
+pub use text::{TextSink, escape, push_escaped};
 pub use web_config::{WebConfig, WebConfigError};

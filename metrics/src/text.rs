@@ -11,8 +11,9 @@ pub fn escape(v: &str) -> String {
     out
 }
 
-/// Appends `v` escaped; most values need no escaping and are copied whole.
-fn push_escaped(out: &mut String, v: &str) {
+/// Appends `v` escaped; most values need no escaping and are copied whole. Every text
+/// encoder uses it (the replay's OpenMetrics too).
+pub fn push_escaped(out: &mut String, v: &str) {
     if !v.contains(['\\', '"', '\n']) {
         out.push_str(v);
         return;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use eco2ai_metrics::{Kind, Sink};
+use eco2ai_metrics::{Kind, Sink, push_escaped};
 
 use super::Replay;
 
@@ -36,22 +36,6 @@ pub struct OpenMetricsSink {
     index: HashMap<String, usize>,
     current: usize,
     pub samples: u64,
-}
-
-/// Writes a label value escaped (backslash, quote, newline) without allocating.
-fn push_escaped(out: &mut String, v: &str) {
-    if !v.contains(['\\', '"', '\n']) {
-        out.push_str(v);
-        return;
-    }
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
 }
 
 impl Sink for OpenMetricsSink {
