@@ -124,52 +124,50 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the tests use: promtool (metrics exposition, config, rules and their
-/// unit tests), amtool (Alertmanager config), VictoriaMetrics as a remote_write receiver,
-/// Chromium to check that report.html renders headless, and DejaVu for the PNG figures'
-/// labels; Slurm and munge for the namespace cluster's tests (cluster/).
+/// Debian packages the tests use, each with a file that says it is installed:
+/// promtool (metrics exposition, config, rules and their unit tests), amtool
+/// (Alertmanager config), VictoriaMetrics as a remote_write receiver, Chromium to check
+/// that report.html renders headless, DejaVu for the PNG figures' labels; Slurm, munge
+/// and iproute2 for the namespace cluster's tests (cluster/); openssl and curl for the
+/// TLS tests (a private CA, a real client).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("prometheus", "/usr/bin/promtool"),
+    ("prometheus-alertmanager", "/usr/bin/amtool"),
+    ("victoria-metrics", "/usr/bin/victoria-metrics"),
+    ("chromium", "/usr/bin/chromium"),
+    ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu"),
+    ("slurm-wlm", "/usr/sbin/slurmctld"),
+    ("munge", "/usr/sbin/munged"),
+    ("iproute2", "/bin/ip"),
+    ("openssl", "/usr/bin/openssl"),
+    ("curl", "/usr/bin/curl"),
+];
+
 fn ensure_debian_packages() -> Result<()> {
-    if output("promtool", &["--version"]).is_ok()
-        && output("amtool", &["--version"]).is_ok()
-        && std::path::Path::new("/usr/bin/victoria-metrics").exists()
-        && std::path::Path::new("/usr/bin/chromium").exists()
-        && std::path::Path::new("/usr/share/fonts/truetype/dejavu").exists()
-        && std::path::Path::new("/usr/sbin/slurmctld").exists()
-        && std::path::Path::new("/usr/sbin/munged").exists()
-    {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, file)| !std::path::Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let list = missing.join(" ");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "xtask: promtool missing and not root: apt-get install prometheus to cross-check /metrics"
-        );
+        eprintln!("xtask: not root, so not installing {list}: the tests that need them skip");
         return Ok(());
     }
-    eprintln!(
-        "xtask: installing Debian's prometheus, prometheus-alertmanager, victoria-metrics, chromium, fonts-dejavu-core, slurm-wlm and munge"
-    );
+    eprintln!("xtask: installing Debian's {list}");
     output("apt-get", &["update", "-qq"])?;
     let status = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "prometheus",
-            "prometheus-alertmanager",
-            "victoria-metrics",
-            "chromium",
-            "fonts-dejavu-core",
-            "slurm-wlm",
-            "munge",
-        ])
+        .args(["install", "-y", "-qq"])
+        .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .context("running apt-get")?;
     if !status.success() {
-        bail!(
-            "apt-get install prometheus prometheus-alertmanager victoria-metrics chromium fonts-dejavu-core slurm-wlm munge failed ({status})"
-        );
+        bail!("apt-get install {list} failed ({status})");
     }
     Ok(())
 }
