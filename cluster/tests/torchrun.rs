@@ -192,10 +192,11 @@ fn slowed_rank(c: &Cluster, bins: &Bins) {
     let runs = check_layout(c, &out, &run_id, 3);
     let report = common::analyze_job(bins, &out.join(format!("job={run_id}")));
     assert_eq!(report["stragglers"]["identifiable"], true, "{report}");
-    // The nodes share this machine's CLOCK_MONOTONIC: alignment must find ~no offset.
+    // The nodes share this machine's CLOCK_MONOTONIC: the true offsets are 0. Found from
+    // step ends on two loaded cores: 0.9-3.7 ms (docs/benchmarks.md); 10 ms is a sanity bound.
     for (node, off) in report["clock_offsets_ns"].as_object().unwrap() {
         assert!(
-            off.as_i64().unwrap().abs() < 5_000_000,
+            off.as_i64().unwrap().abs() < 10_000_000,
             "{node} offset {off}"
         );
     }
