@@ -89,10 +89,58 @@ fn ensure_tracefs() -> Result<(), EbpfError> {
     Ok(())
 }
 
-/// Loads the object without the kernel's BTF: the programs use no CO-RE relocations,
-/// and parsing vmlinux BTF costs the probe ~30 MB of peak memory.
+/// Loads the object without the kernel's BTF: the programs use no CO-RE relocations.
+/// aya 0.14's `EbpfLoader::new` parses /sys/kernel/btf/vmlinux whatever it is later
+/// told (several MB of peak memory, for nothing), so the loader is made on a short-lived
+/// thread in a mount namespace of its own where that file is hidden; where that cannot
+/// be set up (no CAP_SYS_ADMIN) it loads as before.
 fn load_object(bytes: &[u8]) -> Result<Ebpf, aya::EbpfError> {
-    aya::EbpfLoader::new().btf(None).load(bytes)
+    let hidden = std::thread::scope(|s| {
+        s.spawn(|| hide_kernel_btf().then(|| aya::EbpfLoader::new().btf(None).load(bytes)))
+            .join()
+            .ok()
+            .flatten()
+    });
+    match hidden {
+        Some(r) => r,
+        None => aya::EbpfLoader::new().btf(None).load(bytes),
+    }
+}
+
+/// On the calling thread only: a private copy of the mount namespace with an empty
+/// directory over /sys/kernel/btf. True when done.
+fn hide_kernel_btf() -> bool {
+    let btf = c"/sys/kernel/btf";
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return true;
+    }
+    // SAFETY: unshare affects only this thread's view of mounts (CLONE_NEWNS implies
+    // CLONE_FS: the thread stops sharing cwd/root with the others, which it never changes).
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return false;
+    }
+    // SAFETY: NUL-terminated strings, null data; makes this namespace's mounts private so
+    // that the next mount does not propagate back to the host.
+    let private = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    // SAFETY: as above; an empty tmpfs over the BTF directory, in this namespace only.
+    private == 0
+        && unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                btf.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        } == 0
 }
 
 /// Offset of `child_pid` in the sched_process_fork record, from its format file.
