@@ -204,6 +204,31 @@ pub struct NodeSteps {
     pub dropped: usize,
 }
 
+/// What the report keeps of a node's steps once they are read.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSummary {
+    pub ranks: Vec<RankId>,
+    pub steps: usize,
+    pub first_step: Option<u64>,
+    pub last_step: Option<u64>,
+    pub dropped: usize,
+    /// Whether any rank of the node marked sync.
+    pub synced: bool,
+}
+
+impl NodeSteps {
+    pub fn summary(&self) -> NodeSummary {
+        NodeSummary {
+            ranks: self.ranks.clone(),
+            steps: self.steps.len(),
+            first_step: self.steps.keys().next().copied(),
+            last_step: self.steps.keys().next_back().copied(),
+            dropped: self.dropped,
+            synced: self.steps.values().flatten().flatten().any(|c| c.synced),
+        }
+    }
+}
+
 /// How far outside the run's span a step row may lie (as the per-run report allows).
 const STEP_SLACK_NS: i64 = 60_000_000_000;
 

@@ -1,7 +1,9 @@
 //! `eco2ai-analyze job DIR`: every node's run of one multi-node job (`OUT/job=<id>/
-//! node=<node>/<run_id>/`) on one aligned time axis. Two passes: the steps of every node
-//! (small) give the clock offsets and each step's straggler; then each node's energy
-//! curves, one node at a time, give per-step job energy, per-rank and wait energy.
+//! node=<node>/<run_id>/`) on one aligned time axis. Each node's steps table (small) is
+//! read once for the step ends that give the clock offsets, again for every rank's
+//! arrival on the aligned clock (each step's straggler), and a third time beside the
+//! node's energy curves, one node at a time, for per-step job energy, per-rank and wait
+//! energy: no two nodes' step rows or curves are held at once.
 
 pub mod align;
 pub mod cmd;
@@ -57,21 +59,19 @@ pub fn analyse_with(
     stage("finding the job's node runs");
     let runs = load::find(dir)?;
     let names: Vec<String> = runs.nodes.iter().map(|n| n.node.clone()).collect();
-    let mut node_steps = Vec::with_capacity(runs.nodes.len());
+    // Pass 1: each node's steps in turn, kept only as step ends and a summary.
+    let mut summaries = Vec::with_capacity(runs.nodes.len());
+    let mut ends: Vec<BTreeMap<u64, i64>> = Vec::with_capacity(runs.nodes.len());
     for (i, n) in runs.nodes.iter().enumerate() {
         stage(&format!("steps of node {}/{}", i + 1, runs.nodes.len()));
-        node_steps.push(load::node_steps(n)?);
+        let s = load::node_steps(n)?;
+        ends.push(median_ends(&s, n.meta.mono_to_unix_ns));
+        summaries.push(s.summary());
     }
-    if node_steps.iter().all(|s| s.steps.is_empty()) {
+    if summaries.iter().all(|s| s.steps == 0) {
         return Err(JobError::NoSteps);
     }
     stage("clock alignment");
-    let ends: Vec<BTreeMap<u64, i64>> = runs
-        .nodes
-        .iter()
-        .zip(&node_steps)
-        .map(|(n, s)| median_ends(s, n.meta.mono_to_unix_ns))
-        .collect();
     let alignment = align::align(&names, &ends);
     drop(ends);
     let shifts: Vec<i64> = runs
@@ -86,7 +86,13 @@ pub fn analyse_with(
                     .unwrap_or(0)
         })
         .collect();
-    let strag = straggler::find(&node_steps, &shifts);
+    // The steps again, node by node: every rank's arrival on the aligned clock.
+    let mut finder = straggler::Finder::new(&summaries);
+    for (i, n) in runs.nodes.iter().enumerate() {
+        stage(&format!("arrivals of node {}/{}", i + 1, runs.nodes.len()));
+        finder.add(i, &load::node_steps(n)?, shifts[i]);
+    }
+    let strag = finder.finish();
     let step_index: BTreeMap<u64, usize> = strag
         .steps
         .iter()
@@ -101,7 +107,7 @@ pub fn analyse_with(
         .collect();
     let mut sums = steps::Sums::new(strag.steps.len(), strag.ranks.len());
     let mut energies = Vec::with_capacity(runs.nodes.len());
-    for (i, (n, s)) in runs.nodes.iter().zip(&node_steps).enumerate() {
+    for (i, n) in runs.nodes.iter().enumerate() {
         stage(&format!(
             "energy of node {}/{} ({})",
             i + 1,
@@ -115,13 +121,13 @@ pub fn analyse_with(
             step_index: &step_index,
             rank_index: &rank_index,
         };
-        energies.push(steps::node_pass(n, s, &cx, &mut sums)?);
+        energies.push(steps::node_pass(n, &load::node_steps(n)?, &cx, &mut sums)?);
     }
     stage("report");
     let parts = report::Parts {
         dir,
         runs: &runs,
-        node_steps: &node_steps,
+        nodes: &summaries,
         alignment,
         stragglers: &strag,
         sums,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::JobError;
 use super::align::Alignment;
-use super::load::{JobRuns, NodeSteps};
+use super::load::{JobRuns, NodeSummary};
 use super::steps::{NodeEnergy, Sums};
 use super::straggler::Stragglers;
 
@@ -126,7 +126,7 @@ pub struct JobReport {
 pub struct Parts<'a> {
     pub dir: &'a Path,
     pub runs: &'a JobRuns,
-    pub node_steps: &'a [NodeSteps],
+    pub nodes: &'a [NodeSummary],
     pub alignment: Alignment,
     pub stragglers: &'a Stragglers,
     pub sums: Sums,
@@ -139,15 +139,15 @@ fn node_report(
     prices: &PriceArgs,
     warnings: &mut Vec<String>,
 ) -> Result<NodeReport, JobError> {
-    let (n, s, e) = (&p.runs.nodes[i], &p.node_steps[i], &p.energies[i]);
+    let (n, s, e) = (&p.runs.nodes[i], &p.nodes[i], &p.energies[i]);
     let grid = prices
         .intensity(&n.meta.labels)
         .map_err(eco2ai_trace::pricing::PriceError::from)?;
     let kwh = e.energy_j / J_PER_KWH;
     let last_job_step = p.stragglers.steps.last().map(|s| s.step);
-    let last_step = s.steps.keys().next_back().copied();
+    let last_step = s.last_step;
     let status = format!("{:?}", n.meta.status).to_lowercase();
-    if s.steps.is_empty() {
+    if s.steps == 0 {
         warnings.push(format!(
             "node {} recorded no steps: its energy counts in the job's total, in no step",
             n.node
@@ -179,8 +179,8 @@ fn node_report(
         run_id: n.meta.run_id.clone(),
         dir: n.dir.display().to_string(),
         status,
-        steps: s.steps.len(),
-        first_step: s.steps.keys().next().copied(),
+        steps: s.steps,
+        first_step: s.first_step,
         last_step,
         ranks: s.ranks.len(),
         gpus: e.gpus,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::load::NodeSteps;
+use super::load::{NodeSteps, NodeSummary};
 
 /// A rank of the job: which node and which slot of that node's steps.
 #[derive(Debug, Clone)]
@@ -42,68 +42,97 @@ pub struct Stragglers {
 /// less its offset.
 pub type Shift = i64;
 
-pub fn find(nodes: &[NodeSteps], shifts: &[Shift]) -> Stragglers {
-    let mut ranks: Vec<JobRank> = nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(n, s)| {
-            s.ranks.iter().enumerate().map(move |(slot, r)| JobRank {
-                node: n,
-                slot,
-                rank: r.info.map(|i| i.rank),
-                local_rank: r.info.and_then(|i| i.local_rank),
-                pid: r.pid,
+/// The arrivals of one step so far, on the reference clock.
+#[derive(Debug, Clone, Default)]
+struct StepAcc {
+    times: Vec<i64>,
+    latest: i64,
+    who: usize,
+}
+
+/// Stragglers gathered one node at a time, so that only the arrivals (8 bytes a
+/// rank-step), never every node's step rows, are held at once.
+pub struct Finder {
+    ranks: Vec<JobRank>,
+    index: BTreeMap<(usize, usize), usize>,
+    identifiable: bool,
+    by_step: BTreeMap<u64, StepAcc>,
+}
+
+impl Finder {
+    pub fn new(nodes: &[NodeSummary]) -> Finder {
+        let mut ranks: Vec<JobRank> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(n, s)| {
+                s.ranks.iter().enumerate().map(move |(slot, r)| JobRank {
+                    node: n,
+                    slot,
+                    rank: r.info.map(|i| i.rank),
+                    local_rank: r.info.and_then(|i| i.local_rank),
+                    pid: r.pid,
+                })
             })
-        })
-        .collect();
-    ranks.sort_by_key(|r| (r.rank.is_none(), r.rank, r.node, r.slot));
-    let index: BTreeMap<(usize, usize), usize> = ranks
-        .iter()
-        .enumerate()
-        .map(|(i, r)| ((r.node, r.slot), i))
-        .collect();
-    let identifiable = nodes
-        .iter()
-        .any(|n| n.steps.values().flatten().flatten().any(|c| c.synced));
-    let mut numbers: Vec<u64> = nodes.iter().flat_map(|n| n.steps.keys().copied()).collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    let mut steps = Vec::with_capacity(numbers.len());
-    let mut arrivals: Vec<(i64, usize)> = Vec::new();
-    for k in numbers {
-        arrivals.clear();
-        for (n, node) in nodes.iter().enumerate() {
-            let Some(cells) = node.steps.get(&k) else {
-                continue;
-            };
+            .collect();
+        ranks.sort_by_key(|r| (r.rank.is_none(), r.rank, r.node, r.slot));
+        let index = ranks
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.node, r.slot), i))
+            .collect();
+        Finder {
+            ranks,
+            index,
+            identifiable: nodes.iter().any(|n| n.synced),
+            by_step: BTreeMap::new(),
+        }
+    }
+
+    /// Adds node `n`'s arrivals, moved to the reference clock by `shift`.
+    pub fn add(&mut self, n: usize, node: &NodeSteps, shift: Shift) {
+        for (k, cells) in &node.steps {
             for (slot, c) in cells.iter().enumerate() {
-                if let (Some(c), Some(&i)) = (c, index.get(&(n, slot))) {
-                    arrivals.push((c.arrival_ns.saturating_add(shifts[n]), i));
+                let (Some(c), Some(&i)) = (c, self.index.get(&(n, slot))) else {
+                    continue;
+                };
+                let t = c.arrival_ns.saturating_add(shift);
+                let acc = self.by_step.entry(*k).or_insert_with(|| StepAcc {
+                    latest: i64::MIN,
+                    ..StepAcc::default()
+                });
+                acc.times.push(t);
+                // Ties go to the lower job rank, whatever the order nodes come in.
+                if t > acc.latest || (t == acc.latest && i < acc.who) {
+                    (acc.latest, acc.who) = (t, i);
                 }
             }
         }
-        let Some(&(latest, who)) = arrivals
-            .iter()
-            .max_by_key(|a| (a.0, std::cmp::Reverse(a.1)))
-        else {
-            continue;
-        };
-        let mut times: Vec<i64> = arrivals.iter().map(|a| a.0).collect();
-        times.sort_unstable();
-        let median = times[times.len() / 2];
-        let named = identifiable && arrivals.len() > 1;
-        steps.push(JobStep {
-            step: k,
-            latest_unix_ns: latest,
-            straggler: named.then_some(who),
-            lag_ns: if named { latest - median } else { 0 },
-            ranks: arrivals.len(),
-        });
     }
-    Stragglers {
-        ranks,
-        steps,
-        identifiable,
+
+    pub fn finish(self) -> Stragglers {
+        let identifiable = self.identifiable;
+        let steps = self
+            .by_step
+            .into_iter()
+            .filter(|(_, a)| !a.times.is_empty())
+            .map(|(k, mut a)| {
+                a.times.sort_unstable();
+                let median = a.times[a.times.len() / 2];
+                let named = identifiable && a.times.len() > 1;
+                JobStep {
+                    step: k,
+                    latest_unix_ns: a.latest,
+                    straggler: named.then_some(a.who),
+                    lag_ns: if named { a.latest - median } else { 0 },
+                    ranks: a.times.len(),
+                }
+            })
+            .collect();
+        Stragglers {
+            ranks: self.ranks,
+            steps,
+            identifiable,
+        }
     }
 }
 
