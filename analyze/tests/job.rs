@@ -345,3 +345,25 @@ fn json_and_out_dir_carry_the_contract_keys() {
         assert!(out_dir.join(f).exists(), "{f}");
     }
 }
+
+#[test]
+fn with_two_ranks_the_stragglers_lag_is_measured_against_the_other() {
+    // One rank a node: a median over both arrivals would be the straggler's own.
+    let spec = JobSpec {
+        nodes: 2,
+        gpus: 1,
+        straggler: Some((1, 40.0)),
+        ..JobSpec::default()
+    };
+    let (_tmp, t) = make(&spec);
+    let r = analyse(&t.job_dir);
+    for s in &r.steps {
+        assert_eq!(s.straggler_rank, Some(1), "step {}", s.step);
+        assert!(
+            (s.lag_ms - 40.0).abs() < 15.0,
+            "step {} lag {} ms",
+            s.step,
+            s.lag_ms
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Stragglers: after alignment, the straggler of step k is the rank with the latest
 //! arrival (its sync mark, else its step end); its lag is the latest minus the median
-//! arrival. A rank waits from its own arrival to the latest. Without any sync mark in the
+//! of the other ranks' arrivals (with two ranks, the other one's: a median over all
+//! arrivals would be the straggler's own there, and every lag 0). A rank waits from its own arrival to the latest. Without any sync mark in the
 //! job the arrivals are the step ends, which a synchronous step's collective makes
 //! coincide: no straggler is named then.
 
@@ -117,13 +118,17 @@ impl Finder {
             .filter(|(_, a)| !a.times.is_empty())
             .map(|(k, mut a)| {
                 a.times.sort_unstable();
-                let median = a.times[a.times.len() / 2];
                 let named = identifiable && a.times.len() > 1;
+                let others = &a.times[..a.times.len() - 1];
                 JobStep {
                     step: k,
                     latest_unix_ns: a.latest,
                     straggler: named.then_some(a.who),
-                    lag_ns: if named { a.latest - median } else { 0 },
+                    lag_ns: if named {
+                        a.latest.saturating_sub(median(others))
+                    } else {
+                        0
+                    },
                     ranks: a.times.len(),
                 }
             })
@@ -136,6 +141,17 @@ impl Finder {
     }
 }
 
+/// The median of sorted, non-empty `t` (the mean of the middle two for an even count).
+fn median(t: &[i64]) -> i64 {
+    let m = t.len() / 2;
+    if t.len() % 2 == 1 {
+        t[m]
+    } else {
+        // Halved first: two arrivals near i64::MAX must not overflow.
+        t[m - 1] / 2 + t[m] / 2 + (t[m - 1] % 2 + t[m] % 2) / 2
+    }
+}
+
 impl JobRank {
     pub fn label(&self, node_names: &[String]) -> String {
         let node = node_names.get(self.node).map_or("?", String::as_str);
@@ -143,5 +159,16 @@ impl JobRank {
             Some(r) => format!("rank {r} ({node})"),
             None => format!("{node} pid {}", self.pid),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_median_of_the_others() {
+        assert_eq!(super::median(&[5]), 5);
+        assert_eq!(super::median(&[1, 3]), 2);
+        assert_eq!(super::median(&[1, 3, 10]), 3);
+        assert_eq!(super::median(&[i64::MAX - 1, i64::MAX - 1]), i64::MAX - 1);
     }
 }
