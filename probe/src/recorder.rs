@@ -17,6 +17,7 @@ use crate::ebpf::{self, EbpfProbe};
 use crate::markers::{self, MarkerSocket};
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
+use crate::samplers::gpu::live::LiveGpuEnergy;
 use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
 use crate::samplers::procfs::{MachineUtil, TreeSampler};
 use crate::samplers::rapl::RaplSampler;
@@ -54,6 +55,8 @@ impl Default for Intervals {
 pub struct Totals {
     /// `gpu0` -> J from the energy counter.
     pub gpu_j: BTreeMap<String, f64>,
+    /// Per GPU index: the counter plus the power since its last reading, for live.json.
+    gpu_live: BTreeMap<u32, LiveGpuEnergy>,
     /// `package-0 (powercap)` -> J.
     pub cpu_j: BTreeMap<String, f64>,
     /// `package-0` -> J, for the CPU total.
@@ -68,8 +71,13 @@ impl Totals {
         match rows {
             Rows::Gpu(v) => {
                 for r in v {
+                    let live = self.gpu_live.entry(r.gpu).or_default();
+                    if let Some(p) = r.power_mw {
+                        live.power(r.ts_ns, p);
+                    }
                     if let Some(e) = r.energy_mj {
                         self.gpu_j.insert(format!("gpu{}", r.gpu), e as f64 / 1e3);
+                        live.counter(r.ts_ns, e as f64 / 1e3);
                     }
                 }
             }
@@ -99,8 +107,14 @@ impl Totals {
 
     fn live(&self, start_ns: i64, done: bool) -> Live {
         let ts_ns = monotonic_ns();
+        // Between counter reads (30 s) the power samples carry each GPU on.
+        let gpu_j: BTreeMap<String, f64> = self
+            .gpu_live
+            .iter()
+            .filter_map(|(g, l)| Some((format!("gpu{g}"), l.live_j()?)))
+            .collect();
         // `+ 0.0`: an empty float sum is -0.0, which readers would print as "-0".
-        let gpu = self.gpu_j.values().sum::<f64>() + 0.0;
+        let gpu = gpu_j.values().sum::<f64>() + 0.0;
         let cpu = cpu_total_j(self.cpu_domain_j.iter().map(|(d, j)| (d.as_str(), *j))) + 0.0;
         Live {
             ts_ns,
@@ -108,8 +122,7 @@ impl Totals {
             gpu_energy_j: gpu,
             cpu_energy_j: cpu,
             energy_j: gpu + cpu,
-            devices_j: self
-                .gpu_j
+            devices_j: gpu_j
                 .iter()
                 .chain(self.cpu_j.iter())
                 .map(|(k, v)| (k.clone(), *v))

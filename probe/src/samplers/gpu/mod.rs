@@ -5,6 +5,7 @@
 //! anchors there and the power samples carry the shape in between).
 
 pub mod fake;
+pub mod live;
 pub mod nvml;
 
 use std::sync::Arc;
