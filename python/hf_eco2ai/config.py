@@ -3,18 +3,21 @@ and what it may cost.
 
 Defaults follow `eco2ai-probe record`: live metrics are served on 127.0.0.1:9091
 (export_prometheus=True; if the port is taken the run still trains and the log says
-why metrics are off) and measurement_interval=1.0 is the probe's default energy-counter
-and live-totals period. One difference is deliberate: the CLI leaves the project label
+why metrics are off) and measurement_interval=1.0 is the probe's default live-totals
+period. One difference is deliberate: the CLI leaves the project label
 empty when --project is not given, Python names it "hf-training" (a run id and an alert
 need a name).
 
 What each export option controls:
 - export_prometheus / prometheus_port: the probe serves /metrics on 127.0.0.1:PORT, or
   is started with --no-metrics.
-- measurement_interval (s): the probe's energy-counter poll (--nvml-energy-interval) and
-  live-totals flush (--flush-interval, what the budget check reads), and the period of
-  the budget check; the fast power/CPU polls that resolve steps (--nvml-interval 20 ms,
-  --cpu-interval 100 ms, --rapl-interval 1 ms) are never made coarser by it, only finer.
+- measurement_interval (s): the probe's live-totals flush (--flush-interval, what the
+  budget check reads) and the period of the budget check; the fast power/CPU polls that
+  resolve steps (--nvml-interval 20 ms, --cpu-interval 100 ms, --rapl-interval 1 ms) are
+  never made coarser by it, only finer. The NVML energy counter keeps the probe's 30 s
+  (a read costs ~4 ms of CPU on Hopper; the 20 ms power samples carry the energy in
+  between, and the analyzer anchors on readings >= 30 s apart): pass
+  --nvml-energy-interval in extra_probe_args to change it.
 - max_projects, label_cleanup_enabled, export_batch_size, compression_enabled: the
   multi-run exporter (`eco2ai-analyze replay`, see export.py) and the Python custom
   metrics (metrics.py). A live probe records one run: its label set is one project.
@@ -129,7 +132,6 @@ class CarbonConfig:
         extra_probe_args are left to them)."""
         ms = max(10, round(self.measurement_interval * 1000))
         flags = {
-            "--nvml-energy-interval": min(ms, 60_000),
             "--flush-interval": min(ms, 10_000),
             "--cpu-interval": min(ms, 100),
             "--nvml-interval": min(ms, 20),

@@ -58,13 +58,16 @@ def test_defaults_agree_with_the_cli(probe_binary):
     assert f"127.0.0.1:{c.prometheus_port}" == _cli_default(help_text, "--metrics-addr")
     args = dict(zip(c.sampling_args()[::2], c.sampling_args()[1::2]))
     ms = {"1s": 1000, "100ms": 100, "20ms": 20}
-    for flag in ("--nvml-energy-interval", "--cpu-interval", "--nvml-interval"):
+    for flag in ("--cpu-interval", "--nvml-interval"):
         assert int(args[flag][:-2]) == ms[_cli_default(help_text, flag)], flag
+    # The energy counter is left at the probe's default (30 s: ~4 ms of CPU a read).
+    assert "--nvml-energy-interval" not in args
+    assert _cli_default(help_text, "--nvml-energy-interval") == "30s"
 
 
 @pytest.mark.parametrize("interval_s, want_ms", [
-    (0.05, {"nvml_energy": 50, "flush": 50, "cpu": 50, "nvml": 20}),
-    (2.0, {"nvml_energy": 2000, "flush": 2000, "cpu": 100, "nvml": 20}),
+    (0.05, {"nvml_energy": 30000, "flush": 50, "cpu": 50, "nvml": 20}),
+    (2.0, {"nvml_energy": 30000, "flush": 2000, "cpu": 100, "nvml": 20}),
 ])
 def test_measurement_interval_sets_the_probes_sampling(tmp_path, interval_s, want_ms):
     cfg = CarbonConfig(project_name="mi", measurement_interval=interval_s, output_dir=str(tmp_path),
