@@ -183,10 +183,18 @@ fn test() -> Result<()> {
             std::env::set_var("ECO2AI_REQUIRE_CLUSTER", "1");
         }
     }
+    // Each phase's wall time is printed: CI's log then says what a clean target costs.
+    let began = std::time::Instant::now();
+    let lap = |what: &str, since: std::time::Instant| {
+        println!("xtask: {what} took {:.0} s", since.elapsed().as_secs_f64());
+    };
     // Before the Rust tests: the cluster tests run torchrun and the markers from .venv.
     python::ensure_venv()?;
     cargo(&["build", "--workspace", "--all-targets"])?;
+    lap("the build (setup included)", began);
+    let t2 = std::time::Instant::now();
     let (mut passed, mut failed) = util::cargo_test(&["test", "--workspace", "--no-fail-fast"])?;
+    lap("cargo test", t2);
     let (py_passed, py_failed) = python::pytest()?;
     passed += py_passed;
     failed += py_failed;
@@ -200,6 +208,7 @@ fn test() -> Result<()> {
             failed += 1;
         }
     }
+    lap("the whole suite", began);
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} test(s) failed");
