@@ -224,14 +224,14 @@ class ProbeSession:
     metrics_addr = None
     metrics_off = None
 
-    def _check_metrics(self, wait_s=2.0):
+    def _check_metrics(self, wait_s=10.0):
         """Confirms the probe serves /metrics (it may lose a race for the port: it then
-        records without metrics and says so in its log)."""
+        records without metrics and says so in its log). The probe's own log line
+        decides: a connection alone could reach whoever took the port."""
         if self.metrics_addr is None:
             if self.metrics_off:
                 logger.warning("hf-eco2ai: live metrics off: %s", self.metrics_off)
             return
-        host, port = self.metrics_addr.rsplit(":", 1)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
@@ -239,16 +239,18 @@ class ProbeSession:
                     text = f.read()
             except OSError:
                 text = ""
-            line = next((l for l in text.splitlines() if "live metrics not served" in l), None)
-            if line:
-                self.metrics_addr, self.metrics_off = None, line.split("eco2ai-probe: ", 1)[-1]
-                logger.warning("hf-eco2ai: live metrics off: %s", self.metrics_off)
-                return
-            try:
-                socket.create_connection((host, int(port)), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
+            for line in text.splitlines():
+                if "live metrics not served" in line:
+                    self.metrics_addr, self.metrics_off = None, line.split("eco2ai-probe: ", 1)[-1]
+                    logger.warning("hf-eco2ai: live metrics off: %s", self.metrics_off)
+                    return
+                if "live metrics on " in line:
+                    return
+            if self.proc is not None and self.proc.poll() is not None:
+                return  # the probe ended; stop() reports why
+            time.sleep(0.02)
+        logger.warning("hf-eco2ai: the probe did not say within %.0f s whether it serves %s",
+                       wait_s, self.metrics_addr)
 
     def live(self):
         """The probe's running totals (live.json), or None before its first flush."""
