@@ -24,6 +24,8 @@ struct Flags {
     gpus: u32,
     seconds: u64,
     rounds: usize,
+    /// The release profile (as bench-report measures) instead of the suite's dev build.
+    release: bool,
 }
 
 fn flags(args: &[String]) -> Result<Flags> {
@@ -32,6 +34,7 @@ fn flags(args: &[String]) -> Result<Flags> {
         gpus: 8,
         seconds: 1800,
         rounds: 1,
+        release: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -53,6 +56,7 @@ fn flags(args: &[String]) -> Result<Flags> {
             "--gpus" => f.gpus = num(val("--gpus")?, "--gpus")? as u32,
             "--seconds" => f.seconds = num(val("--seconds")?, "--seconds")?,
             "--rounds" => f.rounds = num(val("--rounds")?, "--rounds")?.max(1) as usize,
+            "--release" => f.release = true,
             other => bail!("unknown bench-job flag '{other}'"),
         }
     }
@@ -127,10 +131,16 @@ fn largest_node(job: &Path) -> u64 {
 
 pub fn bench_job(args: &[String]) -> Result<()> {
     let f = flags(args)?;
-    // The dev profile the suite builds (dependencies at opt-level 1, ours unoptimised),
-    // with -p: the feature set the suite's own builds share, so polars is not rebuilt.
-    cargo(&["build", "-p", "eco2ai-analyze", "--bin", "eco2ai-analyze"])?;
-    let bin = root().join("target/debug/eco2ai-analyze");
+    // By default the dev profile the suite builds (dependencies at opt-level 1, ours
+    // unoptimised), with -p: the suite's feature set, so polars is not rebuilt;
+    // --release for the figure that compares with DuckDB's optimised build.
+    let profile = if f.release { "release" } else { "debug" };
+    let mut build = vec!["build", "-p", "eco2ai-analyze", "--bin", "eco2ai-analyze"];
+    if f.release {
+        build.push("--release");
+    }
+    cargo(&build)?;
+    let bin = root().join("target").join(profile).join("eco2ai-analyze");
     let base = root().join("target/bench-job");
     std::fs::create_dir_all(&base)?;
     let py = python::ensure_venv()?;
@@ -174,9 +184,10 @@ pub fn bench_job(args: &[String]) -> Result<()> {
         lines.push(line(nodes, &f, &job, (&ours, &duck), &report, &errors));
     }
     println!(
-        "bench-job: {} GPUs/node x {} s, power polled every 20 ms; dev profile; {} cores",
+        "bench-job: {} GPUs/node x {} s, power polled every 20 ms; {} profile; {} cores",
         f.gpus,
         f.seconds,
+        if f.release { "release" } else { "dev" },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(

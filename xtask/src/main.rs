@@ -43,7 +43,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench-report [--gpus N] [--seconds S] [--rounds R]
                         `report` on a generated trace (default 8 GPUs x 250000 s:
                         100 M power rows, 1 M steps) next to DuckDB on the same files
-  bench-job [--nodes 4,16,64] [--gpus N] [--seconds S] [--rounds R]
+  bench-job [--nodes 4,16,64] [--gpus N] [--seconds S] [--rounds R] [--release]
                         `job` on generated multi-node jobs (default 4, 16 and 64 nodes x
                         8 GPUs x 30 min) next to DuckDB on the same hive-partitioned files
   fuzz [--seconds N] [TARGET...] [--no-cmin]
