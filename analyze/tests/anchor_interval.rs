@@ -91,7 +91,7 @@ fn a_30_s_counter_read_attributes_steps_as_well_as_a_1_s_one() {
     for (name, spec) in cases {
         let rows = sweep(name, spec);
         let at = |s: f64| rows.iter().find(|r| r.0 == s).copied().unwrap();
-        let (_, w1, m1, t1) = at(1.0);
+        let (_, w1, m1, _) = at(1.0);
         let (_, w30, m30, t30) = at(30.0);
         // The step error comes from the 100 ms sensor, not the anchors: with a 30 s
         // read the mean step error stays within 0.05 points of the 1 s read's, the
