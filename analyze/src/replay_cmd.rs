@@ -102,7 +102,7 @@ fn prices(a: &ReplayArgs) -> Result<Prices> {
         carbon_budget_kg: p.carbon_budget_kg,
         price_per_kwh: p.price_per_kwh,
         gpu_hour_usd: p.gpu_hour_usd,
-        pue: Some(p.pue),
+        pue: p.pue,
     })
 }
 

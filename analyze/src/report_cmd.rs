@@ -92,7 +92,7 @@ fn options(p: &Pricing, a: &Analysis) -> Result<Options> {
     Ok(Options {
         intensity,
         intensity_source: source,
-        pue: p.prices.pue,
+        pue: p.prices.pue_for(&a.meta.labels),
         price,
         gpu_hour_usd: p.prices.gpu_hour_usd,
         carbon_budget_kg: p.prices.carbon_budget_kg,

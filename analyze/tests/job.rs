@@ -14,7 +14,7 @@ fn prices() -> PriceArgs {
         country: None,
         region: None,
         gco2_per_kwh: None,
-        pue: 1.0,
+        pue: None,
         price_per_kwh: None,
         gpu_hour_usd: None,
         carbon_budget_kg: None,
@@ -366,4 +366,49 @@ fn with_two_ranks_the_stragglers_lag_is_measured_against_the_other() {
             s.lag_ms
         );
     }
+}
+
+#[test]
+fn each_node_keeps_the_pue_its_probe_recorded_unless_a_flag_says() {
+    let spec = JobSpec {
+        countries: vec!["FR".into(), "FR".into()],
+        ..JobSpec::default()
+    };
+    let (_tmp, t) = make(&spec);
+    // Node 1 ran in a data centre of PUE 1.5 (`record --pue 1.5` writes labels.pue).
+    let meta_path = t.node_dirs[1].join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["labels"]["pue"] = serde_json::json!(1.5);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let r = analyse(&t.job_dir);
+    assert_eq!((r.nodes[0].pue, r.nodes[1].pue), (1.0, 1.5));
+    let it = |n: &job::report::NodeReport| n.energy_kwh * n.gco2_per_kwh.unwrap() / 1e3;
+    assert!((r.nodes[1].co2_kg.unwrap() - 1.5 * it(&r.nodes[1])).abs() < 1e-12);
+    let facility = r.nodes[0].energy_kwh + 1.5 * r.nodes[1].energy_kwh;
+    assert!((r.pue - facility / r.energy_kwh).abs() < 1e-12, "{}", r.pue);
+    // A --pue flag is the one rule's first word: every node takes it.
+    let flagged = job::analyse(
+        &t.job_dir,
+        &PriceArgs {
+            pue: Some(1.2),
+            ..prices()
+        },
+    )
+    .unwrap();
+    assert!(flagged.nodes.iter().all(|n| n.pue == 1.2));
+    // A recorded PUE outside 1..10 is refused when the run is read, as the flag is.
+    meta["labels"]["pue"] = serde_json::json!(0.5);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let e = job::analyse(&t.job_dir, &prices()).unwrap_err();
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        chain.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    assert!(
+        chain.contains("labels.pue 0.5 is not from 1 to 10"),
+        "{chain}"
+    );
 }

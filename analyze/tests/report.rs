@@ -393,3 +393,30 @@ fn energy_before_the_first_reading_counts() {
     assert!((rj - 1000.0).abs() < 1e-6, "{rj}");
     assert!((rj - sj).abs() < 1e-6, "{rj} vs {sj}");
 }
+
+#[test]
+fn the_pue_recorded_with_a_run_applies_unless_a_flag_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    make(
+        &run,
+        &Spec {
+            duration_s: 30.0,
+            ..Spec::default()
+        },
+    );
+    let meta_path = run.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["labels"]["pue"] = serde_json::json!(1.3);
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let r = run.to_str().unwrap();
+    let recorded = json(&analyze(&["report", r, "--format", "json"]));
+    let flagged = json(&analyze(&["report", r, "--format", "json", "--pue", "1.1"]));
+    assert_eq!(
+        (recorded["pue"].as_f64(), flagged["pue"].as_f64()),
+        (Some(1.3), Some(1.1))
+    );
+    let kwh = |v: &serde_json::Value| v["energy_kwh"].as_f64().unwrap();
+    assert!((kwh(&recorded) / kwh(&flagged) - 1.3 / 1.1).abs() < 1e-9);
+}

@@ -298,7 +298,7 @@ impl RecordArgs {
             carbon_budget_kg: p.carbon_budget_kg,
             price_per_kwh: p.price_per_kwh,
             gpu_hour_usd: p.gpu_hour_usd,
-            pue: p.pue,
+            pue: p.pue.unwrap_or(1.0),
         }))
     }
 
@@ -385,6 +385,7 @@ impl RecordArgs {
             country: self.prices.country.map(|c| c.to_ascii_uppercase()),
             region: self.prices.region,
             gco2_per_kwh: self.prices.gco2_per_kwh,
+            pue: self.prices.pue,
         };
         Ok(RecordConfig {
             out: self.out,

@@ -53,7 +53,7 @@ fn run(cli: Cli) -> Result<i32> {
                 price_per_kwh: args.prices.price_per_kwh,
                 gpu_hour_usd: args.prices.gpu_hour_usd,
                 carbon_budget_kg: args.prices.carbon_budget_kg,
-                ..Money::new(intensity, args.prices.pue)
+                ..Money::new(intensity, args.prices.pue.unwrap_or(1.0))
             };
             let cfg = args.validate()?;
             eprintln!("{}", money.startup_line());

@@ -116,6 +116,8 @@ fn a_fixed_intensity_given_to_record_is_kept_for_the_report() {
         "--no-metrics",
         "--gco2-per-kwh",
         "100",
+        "--pue",
+        "1.3",
         "--out",
         out.to_str().unwrap(),
         "--",
@@ -136,4 +138,6 @@ fn a_fixed_intensity_given_to_record_is_kept_for_the_report() {
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/meta.json")).unwrap())
             .unwrap();
     assert_eq!(meta["labels"]["gco2_per_kwh"], 100.0);
+    // The PUE too: later analyses use it unless told otherwise (analyze/tests/report.rs).
+    assert_eq!(meta["labels"]["pue"], 1.3);
 }

@@ -55,6 +55,10 @@ pub struct Labels {
     /// A fixed grid intensity given to the recorder (`record --gco2-per-kwh`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gco2_per_kwh: Option<f64>,
+    /// The data centre's PUE given to the recorder (`record --pue`): the analysis uses it
+    /// when no --pue flag says otherwise, so a job's nodes keep their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pue: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -144,6 +148,12 @@ impl Meta {
         }
         meta.check_times()
             .and_then(|()| meta.check_job())
+            .and_then(|()| match meta.labels.pue {
+                Some(p) if !(1.0..=10.0).contains(&p) => {
+                    Err(format!("labels.pue {p} is not from 1 to 10"))
+                }
+                _ => Ok(()),
+            })
             .map_err(|reason| TraceError::Meta { path, reason })?;
         Ok(meta)
     }

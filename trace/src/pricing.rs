@@ -33,10 +33,11 @@ pub struct PriceArgs {
     /// A fixed grid intensity in gCO2 per kWh, e.g. 41.4.
     #[arg(long)]
     pub gco2_per_kwh: Option<f64>,
-    /// Power usage effectiveness of the data centre (facility energy / IT energy, >= 1),
-    /// e.g. 1.2; it multiplies energy before CO2 and energy cost.
-    #[arg(long, default_value_t = 1.0)]
-    pub pue: f64,
+    /// Power usage effectiveness of the data centre (facility energy / IT energy, 1 to
+    /// 10), e.g. 1.2; it multiplies energy before CO2 and energy cost. Default: the PUE
+    /// recorded with the run (`record --pue`), else 1.
+    #[arg(long)]
+    pub pue: Option<f64>,
     /// Electricity price in USD per kWh of facility energy, e.g. 0.18.
     #[arg(long)]
     pub price_per_kwh: Option<f64>,
@@ -63,10 +64,16 @@ impl PriceArgs {
                 return Err(PriceError::Negative { flag, got });
             }
         }
-        if !(1.0..=10.0).contains(&self.pue) {
-            return Err(PriceError::Pue(self.pue));
+        if let Some(p) = self.pue.filter(|p| !(1.0..=10.0).contains(p)) {
+            return Err(PriceError::Pue(p));
         }
         Ok(self.flag_intensity()?)
+    }
+
+    /// The PUE of a run by the one rule: the flag's, else the one recorded with the run,
+    /// else 1.
+    pub fn pue_for(&self, labels: &crate::meta::Labels) -> f64 {
+        self.pue.or(labels.pue).unwrap_or(1.0)
     }
 
     /// The intensity the flags give, if any (two are refused).

@@ -35,6 +35,8 @@ pub struct NodeReport {
     pub in_steps_kwh: f64,
     pub cpu_estimated: bool,
     pub gco2_per_kwh: Option<f64>,
+    /// The node's PUE: --pue, else the one its probe recorded, else 1.
+    pub pue: f64,
     pub intensity_source: Option<String>,
     pub co2_kg: Option<f64>,
     pub clock_offset_ns: i64,
@@ -140,6 +142,7 @@ fn node_report(
     warnings: &mut Vec<String>,
 ) -> Result<NodeReport, JobError> {
     let (n, s, e) = (&p.runs.nodes[i], &p.nodes[i], &p.energies[i]);
+    let pue = prices.pue_for(&n.meta.labels);
     let grid = prices
         .intensity(&n.meta.labels)
         .map_err(eco2ai_trace::pricing::PriceError::from)?;
@@ -190,7 +193,8 @@ fn node_report(
         in_steps_kwh: e.in_steps_j / J_PER_KWH,
         cpu_estimated: e.cpu_estimated,
         gco2_per_kwh: grid.as_ref().map(|g| g.g_per_kwh),
-        co2_kg: grid.as_ref().map(|g| kwh * prices.pue * g.g_per_kwh / 1e3),
+        pue,
+        co2_kg: grid.as_ref().map(|g| kwh * pue * g.g_per_kwh / 1e3),
         intensity_source: grid.map(|g| g.source),
         clock_offset_ns: p
             .alignment
@@ -243,7 +247,8 @@ pub fn build(p: Parts, prices: &PriceArgs) -> Result<JobReport, JobError> {
     );
     let per_kwh = |v: u64| (v > 0 && energy_kwh > 0.0).then(|| v as f64 / energy_kwh);
     let co2_kg = nodes.iter().map(|n| n.co2_kg).sum::<Option<f64>>();
-    let facility_kwh = energy_kwh * prices.pue;
+    // Each node's energy at its own PUE (the flag's, else its recorded one).
+    let facility_kwh = nodes.iter().map(|n| n.energy_kwh * n.pue).sum::<f64>();
     let cost_usd = match (prices.price_per_kwh, prices.gpu_hour_usd) {
         (None, None) => None,
         (e, g) => {
@@ -271,7 +276,12 @@ pub fn build(p: Parts, prices: &PriceArgs) -> Result<JobReport, JobError> {
         tokens,
         samples_per_kwh: per_kwh(samples),
         tokens_per_kwh: per_kwh(tokens),
-        pue: prices.pue,
+        // The job's PUE: its facility energy over its IT energy.
+        pue: if energy_kwh > 0.0 {
+            facility_kwh / energy_kwh
+        } else {
+            prices.pue.unwrap_or(1.0)
+        },
         co2_kg,
         cost_usd,
         carbon_budget_kg: budget,
