@@ -370,20 +370,21 @@ fn answer(
     );
     stream.set_nonblocking(false)?;
     let deadline = Instant::now() + WRITE_DEADLINE;
-    let sock = stream.try_clone()?;
+    // `&TcpStream` writes too: the socket is borrowed for writing and for its timeout,
+    // no descriptor is duplicated per scrape.
+    let mut sock_w = &stream;
     match tls {
         None => {
-            let mut stream = stream;
-            write_by(&mut stream, &sock, head.as_bytes(), deadline)?;
-            write_by(&mut stream, &sock, body.as_bytes(), deadline)
+            write_by(&mut sock_w, &stream, head.as_bytes(), deadline)?;
+            write_by(&mut sock_w, &stream, body.as_bytes(), deadline)
         }
-        Some(conn) => {
-            let mut s = rustls::StreamOwned::new(*conn, stream);
-            write_by(&mut s, &sock, head.as_bytes(), deadline)?;
-            write_by(&mut s, &sock, body.as_bytes(), deadline)?;
+        Some(mut conn) => {
+            let mut s = rustls::Stream::new(&mut *conn, &mut sock_w);
+            write_by(&mut s, &stream, head.as_bytes(), deadline)?;
+            write_by(&mut s, &stream, body.as_bytes(), deadline)?;
             s.conn.send_close_notify();
-            write_by(&mut s, &sock, &[], deadline)?;
-            s.flush()
+            // Empty data: sets the timeout and flushes the close_notify.
+            write_by(&mut s, &stream, &[], deadline)
         }
     }
 }

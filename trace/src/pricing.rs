@@ -50,6 +50,12 @@ pub struct PriceArgs {
     pub carbon_budget_kg: Option<f64>,
 }
 
+/// The PUE rule for a run: a flag's PUE, else the one recorded with the run, else 1.
+/// (`PriceArgs::pue_for` and the replay's prices both apply it.)
+pub fn pue_rule(flag: Option<f64>, labels: &crate::meta::Labels) -> f64 {
+    flag.or(labels.pue).unwrap_or(1.0)
+}
+
 impl PriceArgs {
     /// Ranges: prices, budget and intensity non-negative and finite, PUE 1 to 10, one
     /// known grid intensity at most; returns the intensity the flags give.
@@ -73,7 +79,7 @@ impl PriceArgs {
     /// The PUE of a run by the one rule: the flag's, else the one recorded with the run,
     /// else 1.
     pub fn pue_for(&self, labels: &crate::meta::Labels) -> f64 {
-        self.pue.or(labels.pue).unwrap_or(1.0)
+        pue_rule(self.pue, labels)
     }
 
     /// The intensity the flags give, if any (two are refused).

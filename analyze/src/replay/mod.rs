@@ -134,7 +134,7 @@ impl Replay {
         info.carbon_budget_kg = prices.carbon_budget_kg;
         info.price_per_kwh = prices.price_per_kwh;
         info.gpu_hour_usd = prices.gpu_hour_usd;
-        info.pue = prices.pue.or(m.labels.pue).unwrap_or(1.0);
+        info.pue = eco2ai_trace::pricing::pue_rule(prices.pue, &m.labels);
         let errors = m.sensor_errors.clone();
         Ok(Replay {
             host: m.host.clone(),
