@@ -61,19 +61,9 @@ def query(job, out_csv):
 
 
 def compare(ours, duck, truth):
-    con = duckdb.connect()
-    rows = con.execute(f"""
-        WITH t AS (SELECT step, job_j FROM read_csv('{truth}')),
-             o AS (SELECT step, energy_j FROM read_csv('{ours}')),
-             d AS (SELECT step, job_j FROM read_csv('{duck}')),
-             e AS (SELECT abs(o.energy_j - t.job_j) / t.job_j AS ours, abs(d.job_j - t.job_j) / t.job_j AS duck
-                   FROM t JOIN o USING (step) JOIN d USING (step))
-        SELECT count(*), quantile_cont(ours, 0.5), quantile_cont(ours, 0.99), max(ours),
-               quantile_cont(duck, 0.5), quantile_cont(duck, 0.99), max(duck)
-        FROM e
-    """).fetchone()
-    keys = ["steps", "ours_p50", "ours_p99", "ours_max", "duckdb_p50", "duckdb_p99", "duckdb_max"]
-    print(json.dumps(dict(zip(keys, rows))))
+    # The script's own directory is on sys.path when it runs: one comparison for both benches.
+    from bench_report_duckdb import compare as compare_steps
+    compare_steps(ours, duck, truth, ours_col="energy_j", truth_col="job_j", duck_col="job_j")
 
 
 if __name__ == "__main__":

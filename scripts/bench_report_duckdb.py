@@ -58,13 +58,15 @@ def query(run, out_csv):
                       "gpu_energy_j_counter": counter, "query_s": time.perf_counter() - t0}))
 
 
-def compare(ours, duck, truth):
+def compare(ours, duck, truth, ours_col="gpu_j", truth_col="gpu_j", duck_col="gpu_j"):
+    """Per-step relative error of OURS and DUCK against TRUTH (CSVs keyed by step);
+    bench_job_duckdb.py calls it with its own column names."""
     con = duckdb.connect()
     rows = con.execute(f"""
-        WITH t AS (SELECT step, gpu_j FROM read_csv('{truth}')),
-             o AS (SELECT step, gpu_j FROM read_csv('{ours}')),
-             d AS (SELECT step, gpu_j FROM read_csv('{duck}')),
-             e AS (SELECT abs(o.gpu_j - t.gpu_j) / t.gpu_j AS ours, abs(d.gpu_j - t.gpu_j) / t.gpu_j AS duck
+        WITH t AS (SELECT step, {truth_col} AS want FROM read_csv('{truth}')),
+             o AS (SELECT step, {ours_col} AS got FROM read_csv('{ours}')),
+             d AS (SELECT step, {duck_col} AS got FROM read_csv('{duck}')),
+             e AS (SELECT abs(o.got - t.want) / t.want AS ours, abs(d.got - t.want) / t.want AS duck
                    FROM t JOIN o USING (step) JOIN d USING (step))
         SELECT count(*), quantile_cont(ours, 0.5), quantile_cont(ours, 0.99), max(ours),
                quantile_cont(duck, 0.5), quantile_cont(duck, 0.99), max(duck)
