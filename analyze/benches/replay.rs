@@ -62,6 +62,7 @@ fn write_run(dir: &std::path::Path) {
                     source: "uprobe",
                     counts: [None; 4],
                     sync_ns: None,
+                    phase: None,
                 });
             }
         }

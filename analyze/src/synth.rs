@@ -311,6 +311,7 @@ fn steps(
             source: "uprobe",
             counts: [None; 4],
             sync_ns: None,
+            phase: None,
         })
         .collect();
     w.append(Rows::Steps(rows));

@@ -342,5 +342,6 @@ fn step_row(k: u64, pid: u32, s: RankStep, sync_ns: Option<i64>) -> StepRow {
         source: "uprobe",
         counts: [None; 4],
         sync_ns,
+        phase: None,
     }
 }

@@ -26,6 +26,7 @@ fn step(k: u64, begin_ns: i64, end_ns: i64, samples: u64) -> StepRow {
         source: "uprobe",
         counts: [None; 4],
         sync_ns: None,
+        phase: None,
     }
 }
 

@@ -337,6 +337,7 @@ fn out_of_order_rows_and_nan_are_flagged_not_fatal() {
         source: "socket",
         counts: [None; 4],
         sync_ns: None,
+        phase: None,
     }]));
     w.finish(10_000_000_000).unwrap();
     let r = json(&analyze(&[

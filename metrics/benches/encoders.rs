@@ -73,6 +73,7 @@ fn state() -> MetricsState {
             source: "socket",
             counts: [None; 4],
             sync_ns: None,
+            phase: None,
         }]));
     }
     s

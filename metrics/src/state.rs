@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use eco2ai_trace::{Meta, Rows, cpu_total_j};
+use eco2ai_trace::{Meta, Rows, cpu_total_j, phase};
 
 /// Labels and prices of the run, fixed at start.
 #[derive(Debug, Clone, Default)]
@@ -139,7 +139,10 @@ impl MetricsState {
                 for r in v {
                     // Counts come from a file or a socket: saturate, never overflow.
                     self.steps = self.steps.saturating_add(1);
-                    self.samples = self.samples.saturating_add(r.samples.unwrap_or(0));
+                    // samples/kWh counts training samples only: an eval step's are not.
+                    if r.phase.as_deref().is_none_or(|p| p == phase::TRAIN) {
+                        self.samples = self.samples.saturating_add(r.samples.unwrap_or(0));
+                    }
                     self.loss = r.loss.or(self.loss);
                     self.lr = r.lr.or(self.lr);
                     self.epoch = r.epoch.or(self.epoch);
@@ -148,7 +151,7 @@ impl MetricsState {
             Rows::Evals(v) => {
                 self.eval_loss = v.iter().rev().find_map(|r| r.eval_loss).or(self.eval_loss)
             }
-            Rows::Procs(_) => {}
+            Rows::Procs(_) | Rows::Phases(_) => {}
         }
         self.remember();
     }
@@ -311,6 +314,7 @@ mod tests {
             source: "socket",
             counts: [None; 4],
             sync_ns: None,
+            phase: None,
         };
         s.observe(&Rows::Steps(vec![step(u64::MAX), step(u64::MAX)]));
         assert_eq!(s.samples, u64::MAX);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
-use eco2ai_trace::{CpuRow, EvalRow, GpuRow, ProcRow, Rows, StepRow};
+use eco2ai_trace::{CpuRow, EvalRow, GpuRow, PhaseRow, ProcRow, Rows, StepRow};
 
 pub struct Batcher {
     tx: SyncSender<Rows>,
@@ -16,6 +16,7 @@ pub struct Batcher {
     pub procs: Vec<ProcRow>,
     pub steps: Vec<StepRow>,
     pub evals: Vec<EvalRow>,
+    pub phases: Vec<PhaseRow>,
     last_send_ns: i64,
     every_ns: i64,
 }
@@ -30,6 +31,7 @@ impl Batcher {
             procs: Vec::new(),
             steps: Vec::new(),
             evals: Vec::new(),
+            phases: Vec::new(),
             last_send_ns: 0,
             every_ns,
         }
@@ -54,6 +56,7 @@ impl Batcher {
             take(&mut self.procs, Rows::Procs),
             take(&mut self.steps, Rows::Steps),
             take(&mut self.evals, Rows::Evals),
+            take(&mut self.phases, Rows::Phases),
         ]
         .into_iter()
         .flatten()

@@ -51,6 +51,7 @@ fn served_text() -> String {
             source: "uprobe",
             counts: [None; 4],
             sync_ns: None,
+            phase: None,
         };
         s.observe(&Rows::Steps(vec![step]));
         s.observe(&Rows::Evals(vec![EvalRow {

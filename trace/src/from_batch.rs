@@ -11,7 +11,8 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, RecordBatch};
 
-use crate::rows::{CpuRow, EvalRow, GpuRow, StepRow};
+use crate::phase;
+use crate::rows::{CpuRow, EvalRow, GpuRow, PhaseRow, StepRow};
 
 fn prim<T: ArrowPrimitiveType>(b: &RecordBatch, name: &str) -> Vec<Option<T::Native>> {
     match b
@@ -151,6 +152,8 @@ pub fn step_rows(b: &RecordBatch) -> Vec<StepRow> {
     let src = strings(b, "source");
     // Null for every step of a file written before the column existed.
     let sync = prim::<Int64Type>(b, "sync_ns");
+    let mut names = Names::default();
+    let phases = strings(b, "phase");
     let counts: Vec<_> = (0..4)
         .map(|k| prim::<UInt64Type>(b, &format!("count_{k}")))
         .collect();
@@ -169,6 +172,47 @@ pub fn step_rows(b: &RecordBatch) -> Vec<StepRow> {
                 source: source(src[i].as_deref()),
                 counts: [counts[0][i], counts[1][i], counts[2][i], counts[3][i]],
                 sync_ns: sync[i],
+                phase: phases[i].as_deref().and_then(|p| names.get(p)),
+            })
+        })
+        .collect()
+}
+
+/// One shared string per phase name; names that break the rule read as None.
+#[derive(Default)]
+struct Names(Vec<Arc<str>>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Option<Arc<str>> {
+        if let Some(n) = self.0.iter().find(|n| &***n == name) {
+            return Some(n.clone());
+        }
+        if !phase::valid_name(name) {
+            return None;
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.0.push(n.clone());
+        Some(n)
+    }
+}
+
+/// Phase spans; rows without a valid name or time are skipped.
+pub fn phase_rows(b: &RecordBatch) -> Vec<PhaseRow> {
+    let (pid, name) = (prim::<UInt32Type>(b, "pid"), strings(b, "name"));
+    let (begin, end) = (
+        prim::<Int64Type>(b, "begin_ns"),
+        prim::<Int64Type>(b, "end_ns"),
+    );
+    let src = strings(b, "source");
+    let mut names = Names::default();
+    (0..b.num_rows())
+        .filter_map(|i| {
+            Some(PhaseRow {
+                pid: pid[i].unwrap_or(0),
+                name: names.get(name[i].as_deref()?)?,
+                begin_ns: begin[i]?,
+                end_ns: end[i]?,
+                source: source(src[i].as_deref()),
             })
         })
         .collect()
@@ -221,9 +265,19 @@ mod tests {
             source: "socket",
             counts: [Some(1), None, None, None],
             sync_ns: Some(2),
+            phase: Some("eval".into()),
         }];
         let b = Rows::Steps(steps.clone()).to_batch().unwrap();
         assert_eq!(step_rows(&b), steps);
+        let phases = vec![PhaseRow {
+            pid: 4,
+            name: "checkpoint".into(),
+            begin_ns: 3,
+            end_ns: 9,
+            source: "socket",
+        }];
+        let b = Rows::Phases(phases.clone()).to_batch().unwrap();
+        assert_eq!(phase_rows(&b), phases);
         let cpu = vec![CpuRow {
             ts_ns: 1,
             domain: "package-0".into(),

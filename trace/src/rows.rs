@@ -56,6 +56,8 @@ pub struct StepRow {
     /// The last `eco2ai_step_sync` mark inside the step (CLOCK_MONOTONIC): where the
     /// rank's own compute ended and its wait on the step's collective began.
     pub sync_ns: Option<i64>,
+    /// The phase its pid was in when it began (`crate::phase`); None is `train`.
+    pub phase: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,17 @@ pub struct ProcRow {
     pub pid: u32,
     pub comm: String,
     pub oncpu_ns: u64,
+    pub source: &'static str,
+}
+
+/// A span of one process in a named phase (`crate::phase`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseRow {
+    pub pid: u32,
+    /// A valid phase name (`crate::phase::valid_name`), shared between the rows of it.
+    pub name: Arc<str>,
+    pub begin_ns: i64,
+    pub end_ns: i64,
     pub source: &'static str,
 }
 
@@ -83,6 +96,7 @@ pub enum Rows {
     Steps(Vec<StepRow>),
     Procs(Vec<ProcRow>),
     Evals(Vec<EvalRow>),
+    Phases(Vec<PhaseRow>),
 }
 
 impl Rows {
@@ -93,6 +107,7 @@ impl Rows {
             Rows::Steps(_) => Table::Steps,
             Rows::Procs(_) => Table::Procs,
             Rows::Evals(_) => Table::Evals,
+            Rows::Phases(_) => Table::Phases,
         }
     }
 
@@ -103,6 +118,7 @@ impl Rows {
             Rows::Steps(v) => v.len(),
             Rows::Procs(v) => v.len(),
             Rows::Evals(v) => v.len(),
+            Rows::Phases(v) => v.len(),
         }
     }
 
@@ -118,6 +134,7 @@ impl Rows {
             Table::Steps => Rows::Steps(Vec::new()),
             Table::Procs => Rows::Procs(Vec::new()),
             Table::Evals => Rows::Evals(Vec::new()),
+            Table::Phases => Rows::Phases(Vec::new()),
         }
     }
 
@@ -130,6 +147,7 @@ impl Rows {
             (Rows::Steps(a), Rows::Steps(b)) => a.extend(b),
             (Rows::Procs(a), Rows::Procs(b)) => a.extend(b),
             (Rows::Evals(a), Rows::Evals(b)) => a.extend(b),
+            (Rows::Phases(a), Rows::Phases(b)) => a.extend(b),
             (_, other) => return Err(other),
         }
         Ok(())
@@ -143,6 +161,7 @@ impl Rows {
             Rows::Steps(v) => steps_columns(v),
             Rows::Procs(v) => procs_columns(v),
             Rows::Evals(v) => evals_columns(v),
+            Rows::Phases(v) => phases_columns(v),
         };
         RecordBatch::try_new(self.table().schema(), columns)
     }
@@ -212,6 +231,25 @@ fn steps_columns(v: &[StepRow]) -> Vec<ArrayRef> {
         col!(v, UInt64Builder, |r| r.counts[2]),
         col!(v, UInt64Builder, |r| r.counts[3]),
         col!(v, Int64Builder, |r| r.sync_ns),
+        optional_strings(v.iter().map(|r| r.phase.as_deref())),
+    ]
+}
+
+fn optional_strings<'a>(v: impl ExactSizeIterator<Item = Option<&'a str>>) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(v.len(), v.len() * 4);
+    for s in v {
+        b.append_option(s);
+    }
+    Arc::new(b.finish())
+}
+
+fn phases_columns(v: &[PhaseRow]) -> Vec<ArrayRef> {
+    vec![
+        col!(v, UInt32Builder, |r| Some(r.pid)),
+        strings(v.iter().map(|r| &*r.name)),
+        col!(v, Int64Builder, |r| Some(r.begin_ns)),
+        col!(v, Int64Builder, |r| Some(r.end_ns)),
+        strings(v.iter().map(|r| r.source)),
     ]
 }
 
@@ -268,6 +306,7 @@ mod tests {
                 source: "socket",
                 counts: [Some(3), None, None, None],
                 sync_ns: Some(2),
+                phase: Some("eval".into()),
             }]),
             Rows::Procs(vec![ProcRow {
                 ts_ns: 1,
@@ -281,6 +320,13 @@ mod tests {
                 step: 2,
                 pid: 3,
                 eval_loss: Some(1.5),
+            }]),
+            Rows::Phases(vec![PhaseRow {
+                pid: 3,
+                name: "checkpoint".into(),
+                begin_ns: 1,
+                end_ns: 2,
+                source: "uprobe",
             }]),
         ];
         for rows in samples {

@@ -24,15 +24,17 @@ pub enum Table {
     Steps,
     Procs,
     Evals,
+    Phases,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Gpu,
         Table::Cpu,
         Table::Steps,
         Table::Procs,
         Table::Evals,
+        Table::Phases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Table {
             Table::Steps => "steps",
             Table::Procs => "procs",
             Table::Evals => "evals",
+            Table::Phases => "phases",
         }
     }
 
@@ -57,6 +60,7 @@ impl Table {
             Table::Steps => steps_fields(),
             Table::Procs => procs_fields(),
             Table::Evals => evals_fields(),
+            Table::Phases => phases_fields(),
         };
         let metadata = HashMap::from([
             (SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
@@ -183,6 +187,9 @@ fn steps_fields() -> Vec<Field> {
         // file lacks it): the last `eco2ai_step_sync` mark inside the step on its pid,
         // CLOCK_MONOTONIC; null when the rank did not mark it.
         opt("sync_ns", Int64),
+        // Added after version 1 without a bump, like `sync_ns`: the phase the step's pid
+        // was in when the step began (`eco2ai_phase_begin`); null is `train`.
+        opt("phase", Utf8),
     ]
 }
 
@@ -195,6 +202,20 @@ fn procs_fields() -> Vec<Field> {
         req("pid", UInt32),
         req("comm", Utf8),
         req("oncpu_ns", UInt64),
+        req("source", Utf8),
+    ]
+}
+
+/// One row per phase span (`eco2ai_phase_begin(name)` .. `eco2ai_phase_end(name)`) of
+/// one process: `eval`, `checkpoint`, or a user's own name (`crate::phase`). Written
+/// when the span ends; a span still open when the recording stops ends there.
+fn phases_fields() -> Vec<Field> {
+    use DataType::*;
+    vec![
+        req("pid", UInt32),
+        req("name", Utf8),
+        req("begin_ns", Int64),
+        req("end_ns", Int64),
         req("source", Utf8),
     ]
 }

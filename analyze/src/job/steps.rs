@@ -116,6 +116,7 @@ fn span_row(step: u64, (begin_ns, end_ns): (i64, i64)) -> StepRow {
         source: "job",
         counts: [None; 4],
         sync_ns: None,
+        phase: None,
     }
 }
 

@@ -114,6 +114,7 @@ pub fn write_run_as(dir: &Path, len_s: i64, ago_s: i64, project: &str, host: &st
             source: "uprobe",
             counts: [None; 4],
             sync_ns: None,
+            phase: None,
         });
     }
     w.append(Rows::Gpu(gpu));

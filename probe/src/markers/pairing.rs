@@ -218,6 +218,7 @@ impl Pairing {
             source: self.source,
             counts: step_counts,
             sync_ns: sync_ns.filter(|s| (begin_ns..=ev.ts_ns).contains(s)),
+            phase: None,
         });
     }
 
