@@ -5,6 +5,10 @@
         with tracker.step(samples=len(batch)) as s:
             loss = train_step(batch)
             s.loss = loss.item()
+    with tracker.phase("eval"):           # steps in here are eval steps: their
+        for batch in val_loader:          # samples are not training samples
+            with tracker.step(samples=len(batch)):
+                evaluate(batch)
     print(tracker.close())   # the run summary
 """
 
@@ -28,17 +32,35 @@ class StepTracker:
         self.session = session or ProbeSession.join_or_start(config)
         self.markers = Markers(self.session.marker_lib)
         self.next_step = 0
+        # Training samples only (steps begun outside any named phase): samples/kWh.
         self.samples = 0
         self.summary = None
+        self._phase_at_begin = None
 
     def begin(self, step=None):
         self.current = self.next_step if step is None else int(step)
+        # A step belongs to the phase its process was in when it began.
+        self._phase_at_begin = self.markers.phase_now
         self.markers.begin(self.current)
 
     def end(self, samples=0, tokens=0, loss=None, lr=None, epoch=None):
         self.markers.end(self.current, samples, tokens, loss, lr, epoch)
-        self.samples += int(samples or 0)
+        if self._phase_at_begin is None:
+            self.samples += int(samples or 0)
         self.next_step = self.current + 1
+
+    def phase_begin(self, name):
+        """Opens phase `name` (1 to 32 of [A-Za-z0-9_.:-], else ValueError)."""
+        self.markers.phase_begin(name)
+
+    def phase_end(self, name):
+        """Closes the innermost open phase `name` (ValueError if none is open)."""
+        self.markers.phase_end(name)
+
+    def phase(self, name):
+        """`with tracker.phase("eval"):` a span of phase `name`, ended however the block
+        ends; steps begun in it are that phase's, not training steps."""
+        return self.markers.phase(name)
 
     @contextlib.contextmanager
     def step(self, samples=0, step=None):
@@ -55,6 +77,8 @@ class StepTracker:
     def close(self):
         """Stops a probe started here and returns the run summary."""
         if self.summary is None:
+            for name in reversed(list(self.markers.phases_open)):
+                self.markers.phase_end(name)  # ended here rather than at the probe's stop
             self.session.stop()
             self.summary = report.summarise(self.session, self.config, samples=self.samples)
         return self.summary
