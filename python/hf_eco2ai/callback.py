@@ -44,6 +44,7 @@ class Eco2AICallback(TrainerCallback):
         self._in_step = False
         self._step_phase = None
         self._samples = 0
+        self._train_steps = 0
         self._last_check = 0.0
         self.metrics_addr = None
         self.metrics_off = None
@@ -98,6 +99,7 @@ class Eco2AICallback(TrainerCallback):
         self.markers.end(state.global_step, samples=samples, lr=lr, epoch=state.epoch)
         if self._step_phase is None:
             self._samples += samples  # training samples only (a user's phase is not)
+            self._train_steps += 1
         self._in_step = False
         self._check_budget(state, control)
         # DefaultFlowCallback (before us) has decided; the Trainer logs, evaluates (then
@@ -200,7 +202,8 @@ class Eco2AICallback(TrainerCallback):
         distributed = _barrier()  # every rank's last step is marked before the probe stops
         self.session.stop()
         # Under several ranks the probe's step rows count every rank's samples.
-        self.summary = report.summarise(self.session, self.config, samples=None if distributed else self._samples)
+        self.summary = report.summarise(self.session, self.config, samples=None if distributed else self._samples,
+                                        steps=None if distributed else self._train_steps)
         self.summary["budget_exceeded_at_step"] = self.budget_exceeded_at_step
         # One report per run, not one per rank.
         if int(os.environ.get("RANK", "0")) == 0:

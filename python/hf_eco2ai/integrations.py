@@ -150,7 +150,7 @@ class CarbonAccountingAPI(HttpReport):
         intensity_g_per_kwh, intensity_source   grid intensity and where it came from
         cost              {"currency": "USD", "energy", "compute", "compute_source", "total"}
                           compute_source: "gpu_hour_usd" or "aws-cost-explorer ..."
-        steps, samples    optimizer steps and training samples
+        steps, samples    training steps and their samples (eval and other phases' left out)
         samples_per_kwh   samples / energy_kwh
         budget_exceeded_at_step   step at which the carbon budget stopped training
     """

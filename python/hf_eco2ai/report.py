@@ -28,7 +28,10 @@ def _span_unix_s(meta, duration_s):
     return end - duration_s, end
 
 
-def summarise(session, config, samples=None, gpu_count=None):
+def summarise(session, config, samples=None, gpu_count=None, steps=None):
+    """The run's summary. `samples` and `steps`: this process's training steps (steps in
+    a named phase, such as eval, left out), else the probe's totals (live.json; its
+    samples count training steps only, its steps every marked step)."""
     live = session.live() or {}
     energy_j = float(live.get("energy_j", 0.0))
     duration_s = float(live.get("elapsed_s", 0.0))
@@ -60,7 +63,7 @@ def summarise(session, config, samples=None, gpu_count=None):
         "co2_kg": fp["co2_kg"],
         "grid_intensity_g_per_kwh": config.intensity_g_per_kwh(),
         "grid_intensity_source": config.intensity_source(),
-        "steps": int(live.get("steps", 0)),
+        "steps": int(steps if steps is not None else live.get("steps", 0)),
         "samples": samples,
         "samples_per_kwh": samples / fp["energy_kwh"] if fp["energy_kwh"] > 0 else None,
         "cost": {

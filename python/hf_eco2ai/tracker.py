@@ -34,6 +34,7 @@ class StepTracker:
         self.next_step = 0
         # Training samples only (steps begun outside any named phase): samples/kWh.
         self.samples = 0
+        self.train_steps = 0
         self.summary = None
         self._phase_at_begin = None
 
@@ -47,6 +48,7 @@ class StepTracker:
         self.markers.end(self.current, samples, tokens, loss, lr, epoch)
         if self._phase_at_begin is None:
             self.samples += int(samples or 0)
+            self.train_steps += 1
         self.next_step = self.current + 1
 
     def phase_begin(self, name):
@@ -80,5 +82,6 @@ class StepTracker:
             for name in reversed(list(self.markers.phases_open)):
                 self.markers.phase_end(name)  # ended here rather than at the probe's stop
             self.session.stop()
-            self.summary = report.summarise(self.session, self.config, samples=self.samples)
+            self.summary = report.summarise(self.session, self.config, samples=self.samples,
+                                             steps=self.train_steps)
         return self.summary

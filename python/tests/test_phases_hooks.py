@@ -284,4 +284,4 @@ def test_a_cleared_flag_never_leaves_a_span_over_training_and_user_phases_close(
     # Each stale checkpoint ended before the next step began.
     assert events.index(("phase_end", "checkpoint")) < events.index(("step_begin", 3))
     # Steps 1-5 are training samples; step 6 began in "warm_up".
-    assert cb.summary["samples"] == 5 * 2
+    assert cb.summary["samples"] == 5 * 2 and cb.summary["steps"] == 5
