@@ -39,7 +39,21 @@ pub enum EventKind {
     /// The rank's own compute of its open step ended; it now waits on the step's
     /// collective (`eco2ai_step_sync`).
     Sync = 5,
+    /// A span of a named phase begins (`eco2ai_phase_begin`); the name in `phase_name`.
+    PhaseBegin = 6,
+    /// The innermost open span of that name ends (`eco2ai_phase_end`).
+    PhaseEnd = 7,
 }
+
+impl EventKind {
+    /// Whether the event carries a phase name in place of samples, tokens, loss and lr.
+    pub fn is_phase(self) -> bool {
+        matches!(self, EventKind::PhaseBegin | EventKind::PhaseEnd)
+    }
+}
+
+/// Bytes of a phase name in an event (`eco2ai_trace::phase::NAME_MAX_BYTES`).
+pub const PHASE_NAME_LEN: usize = at::PHASE_NAME_LEN;
 
 pub const EVENT_LEN: usize = eco2ai_probe_common::MARKER_EVENT_LEN;
 
@@ -53,12 +67,43 @@ pub struct Event {
     pub samples: u64,
     pub tokens: u64,
     /// The step's loss, or the eval loss for `Eval`.
+    /// For phase events samples, tokens, loss and lr hold the name instead
+    /// (`phase_name`, `set_phase_name`).
     pub loss: f64,
     pub lr: f64,
     pub epoch: f64,
 }
 
 impl Event {
+    /// The 32 name bytes of a phase event, as they lie at `offsets::PHASE_NAME` on the
+    /// wire: the words samples, tokens, loss and lr, each little-endian.
+    pub fn phase_name(&self) -> [u8; PHASE_NAME_LEN] {
+        let words = [
+            self.samples,
+            self.tokens,
+            self.loss.to_bits(),
+            self.lr.to_bits(),
+        ];
+        let mut out = [0u8; PHASE_NAME_LEN];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Puts `name` (packed: `eco2ai_trace::phase::pack`) where `phase_name` reads it.
+    pub fn set_phase_name(&mut self, name: &[u8; PHASE_NAME_LEN]) {
+        let word = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&name[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(a)
+        };
+        self.samples = word(0);
+        self.tokens = word(1);
+        self.loss = f64::from_bits(word(2));
+        self.lr = f64::from_bits(word(3));
+    }
+
     /// The wire form: little-endian, at the common offsets.
     pub fn encode(&self) -> [u8; EVENT_LEN] {
         let mut b = [0u8; EVENT_LEN];
@@ -109,9 +154,11 @@ impl Event {
             3 => EventKind::Eval,
             4 => EventKind::Log,
             5 => EventKind::Sync,
+            6 => EventKind::PhaseBegin,
+            7 => EventKind::PhaseEnd,
             _ => return None,
         };
-        Some(Event {
+        let mut ev = Event {
             kind,
             pid: u32_at(at::PID),
             ts_ns: u64_at(at::TS_NS) as i64,
@@ -121,7 +168,15 @@ impl Event {
             loss: f64::from_bits(u64_at(at::LOSS)),
             lr: f64::from_bits(u64_at(at::LR)),
             epoch: f64::from_bits(u64_at(at::EPOCH)),
-        })
+        };
+        if kind.is_phase() {
+            // A name is bytes in order on the wire and in the ring alike, whatever the
+            // byte order the words were read in.
+            let mut name = [0u8; PHASE_NAME_LEN];
+            name.copy_from_slice(&b[at::PHASE_NAME..at::PHASE_NAME + PHASE_NAME_LEN]);
+            ev.set_phase_name(&name);
+        }
+        Some(ev)
     }
 }
 
@@ -154,6 +209,8 @@ mod tests {
             (EventKind::Eval, eco2ai_probe_common::KIND_EVAL),
             (EventKind::Log, eco2ai_probe_common::KIND_LOG),
             (EventKind::Sync, eco2ai_probe_common::KIND_SYNC),
+            (EventKind::PhaseBegin, eco2ai_probe_common::KIND_PHASE_BEGIN),
+            (EventKind::PhaseEnd, eco2ai_probe_common::KIND_PHASE_END),
         ];
         for (k, n) in kinds {
             assert_eq!(k as u32, n, "{k:?}");
@@ -162,5 +219,40 @@ mod tests {
         let mut bad = e.encode();
         bad[0] = 9;
         assert_eq!(Event::decode(&bad), None);
+    }
+
+    #[test]
+    fn a_phase_name_lies_in_order_at_its_offset_in_both_byte_orders() {
+        let mut name = [0u8; PHASE_NAME_LEN];
+        name[..10].copy_from_slice(b"checkpoint");
+        let mut e = Event {
+            kind: EventKind::PhaseBegin,
+            pid: 7,
+            ts_ns: 123,
+            ..Event::default()
+        };
+        e.set_phase_name(&name);
+        assert_eq!(e.phase_name(), name);
+        let wire = e.encode();
+        assert_eq!(
+            &wire[at::PHASE_NAME..at::PHASE_NAME + PHASE_NAME_LEN],
+            &name
+        );
+        assert_eq!(&wire[at::STEP..at::STEP + 8], &[0u8; 8]);
+        let back = Event::decode(&wire).unwrap();
+        assert_eq!(back.kind, EventKind::PhaseBegin);
+        assert_eq!(back.phase_name(), name);
+        // The ring holds the same bytes (the uprobe stores native words that the C
+        // function made from the bytes in order): the native decoder finds them too.
+        assert_eq!(Event::decode_native(&wire).unwrap().phase_name(), name);
+        let end = Event {
+            kind: EventKind::PhaseEnd,
+            ..back
+        };
+        assert_eq!(Event::decode(&end.encode()).unwrap().phase_name(), name);
+        assert_eq!(
+            Event::decode(&end.encode()).unwrap().kind,
+            EventKind::PhaseEnd
+        );
     }
 }

@@ -8,7 +8,8 @@
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MarkerEvent {
     /// 1 = step begin, 2 = step end, 3 = eval, 4 = log (loss/lr after the end),
-    /// 5 = sync (the rank's own compute of the step ended; it waits on the collective).
+    /// 5 = sync (the rank's own compute of the step ended; it waits on the collective),
+    /// 6 = phase begin, 7 = phase end (the name in the 32 bytes at `offsets::PHASE_NAME`).
     pub kind: u32,
     /// Thread-group id (the process) of the caller.
     pub pid: u32,
@@ -39,6 +40,10 @@ pub mod offsets {
     pub const LOSS: usize = 40;
     pub const LR: usize = 48;
     pub const EPOCH: usize = 56;
+    /// A phase event's name (`eco2ai_trace::phase::pack`: NUL-padded) takes the 32 bytes
+    /// of samples, tokens, loss and lr: a phase event has none of those.
+    pub const PHASE_NAME: usize = 24;
+    pub const PHASE_NAME_LEN: usize = 32;
 }
 
 const _: () = {
@@ -52,6 +57,11 @@ const _: () = {
     assert!(offset_of!(MarkerEvent, loss_bits) == offsets::LOSS);
     assert!(offset_of!(MarkerEvent, lr_bits) == offsets::LR);
     assert!(offset_of!(MarkerEvent, epoch_bits) == offsets::EPOCH);
+    // The name is exactly the four words samples, tokens, loss_bits, lr_bits, which the
+    // phase uprobe fills from its four register arguments.
+    assert!(offset_of!(MarkerEvent, samples) == offsets::PHASE_NAME);
+    assert!(offset_of!(MarkerEvent, lr_bits) + 8 == offsets::PHASE_NAME + offsets::PHASE_NAME_LEN);
+    assert!(offsets::PHASE_NAME + offsets::PHASE_NAME_LEN == offsets::EPOCH);
 };
 
 /// Functions counted per step (`record --uprobe LIB:SYMBOL`, at most this many).
@@ -115,6 +125,10 @@ pub const KIND_END: u32 = 2;
 pub const KIND_EVAL: u32 = 3;
 pub const KIND_LOG: u32 = 4;
 pub const KIND_SYNC: u32 = 5;
+/// `eco2ai_phase_begin(name)`: a span of a named phase (`eco2ai_trace::phase`) begins.
+pub const KIND_PHASE_BEGIN: u32 = 6;
+/// `eco2ai_phase_end(name)`: the innermost open span of that name ends.
+pub const KIND_PHASE_END: u32 = 7;
 
 /// Slots of the `CONFIG` array map, written by the probe before attaching.
 pub const CONFIG_FORK_CHILD_PID_OFFSET: u32 = 0;
