@@ -1,5 +1,4 @@
-mod replay_cmd;
-mod report_cmd;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,13 +45,13 @@ enum Cmd {
     },
     /// Replay a run into Prometheus: OpenMetrics for backfill, remote_write, or a
     /// /metrics server playing it back.
-    Replay(replay_cmd::ReplayArgs),
+    Replay(cli::replay::ReplayArgs),
     /// A run's energy per device and per step, samples/kWh, CO2, cost, budget and
     /// efficiency, as a table, JSON, or a directory of files (--out).
     #[command(
         after_help = "Example:\n  eco2ai-analyze report runs/demo-20261203-120000-42 --country FR --price-per-kwh 0.18 --out reports"
     )]
-    Report(report_cmd::ReportArgs),
+    Report(cli::report::ReportArgs),
     /// A multi-node job's runs (OUT/job=<id>/node=<node>/<run>/) on one aligned clock:
     /// per-step job energy, per node and rank, stragglers and wait energy, CO2 and cost.
     #[command(after_help = "Example:\n  eco2ai-analyze job /shared/runs/job=4242 --out job-report")]
@@ -63,7 +62,7 @@ enum Cmd {
     #[command(
         after_help = "Example:\n  eco2ai-analyze compare runs/bert-bf16 runs/bert-fp32 --country FR"
     )]
-    Compare(report_cmd::CompareArgs),
+    Compare(cli::report::CompareArgs),
     /// Write a synthetic run with a known power function (to try the analyzer, and for
     /// tests and benchmarks); prints the run directory.
     #[command(
@@ -131,9 +130,9 @@ fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("--format must be table or json, got '{other}'"),
             }
         }
-        Cmd::Replay(a) => replay_cmd::run(a)?,
-        Cmd::Report(a) => report_cmd::run_report(a)?,
-        Cmd::Compare(a) => report_cmd::run_compare(a)?,
+        Cmd::Replay(a) => cli::replay::run(a)?,
+        Cmd::Report(a) => cli::report::run_report(a)?,
+        Cmd::Compare(a) => cli::report::run_compare(a)?,
         Cmd::Job(a) => eco2ai_analyze::job::cmd::run(a)?,
         Cmd::SynthJob(a) => eco2ai_analyze::job::cmd::synth_job(a)?,
         Cmd::Synth {
@@ -175,7 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", out.display());
         }
         Cmd::Summary { run, json } => {
-            report_cmd::must_exist(&run)?;
+            cli::report::must_exist(&run)?;
             let s = eco2ai_analyze::summary::summarise(&run)
                 .with_context(|| format!("reading run {}", run.display()))?;
             if json {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::figures::{PAD, W, color, esc, fmt, open, share};
+use crate::report::render::svg::{PAD, W, color, esc, fmt, open, share};
 
 use super::JobReport;
 

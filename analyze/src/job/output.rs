@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::html::{esc, row};
 use crate::numfmt::{fixed, kwh, mass_kg, sig, thousands};
-use crate::report_text::usd;
+use crate::report::render::esc;
+use crate::report::render::html::row;
+use crate::report::render::text::usd;
 
 use super::{JobReport, figure};
 

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use eco2ai_analyze::report::compare;
+use eco2ai_analyze::report::heatmap;
+use eco2ai_analyze::report::render::{html, png, text};
 use eco2ai_analyze::report::{self, Analysis, Options, Rate, Report};
-use eco2ai_analyze::report_text;
 use eco2ai_analyze::series::{Kind, Series};
-use eco2ai_analyze::{heatmap, html};
 
 use eco2ai_trace::pricing::PriceArgs;
 
@@ -183,11 +184,10 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
     }
     std::fs::write(dir.join("steps.csv"), csv)?;
     let cells = heatmap::cells(&[a])?;
-    let figs = html::figures(a, r, &cells);
+    let figs = html::figure_set(a, r, &cells);
     for (name, svg) in &figs {
         std::fs::write(dir.join(name), svg)?;
-        let png = eco2ai_analyze::png::from_svg(svg, 2.0)
-            .with_context(|| format!("drawing {name} as PNG"))?;
+        let png = png::from_svg(svg, 2.0).with_context(|| format!("drawing {name} as PNG"))?;
         std::fs::write(dir.join(name).with_extension("png"), png)?;
     }
     std::fs::write(dir.join("report.html"), html::page(a, r, &figs))?;
@@ -233,7 +233,10 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         }
         if a.format == "html" {
             let cells = heatmap::cells(&[&an])?;
-            print!("{}", html::page(&an, &r, &html::figures(&an, &r, &cells)));
+            print!(
+                "{}",
+                html::page(&an, &r, &html::figure_set(&an, &r, &cells))
+            );
         }
         reports.push(r);
     }
@@ -243,7 +246,7 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         ("json", many) => println!("{}", serde_json::to_string_pretty(&fleet(many))?),
         (_, many) => {
             for r in many {
-                print!("{}", report_text::table(r));
+                print!("{}", text::table(r));
             }
             if many.len() > 1 {
                 let f = fleet(many);
@@ -322,12 +325,12 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     let (x, y) = (load(&a.a)?, load(&a.b)?);
     let rx = report::report(&x, &options(&a.pricing, &x)?);
     let ry = report::report(&y, &options(&a.pricing, &y)?);
-    let mut c = report_text::compare(&rx, &ry);
+    let mut c = compare::compare(&rx, &ry);
     c.warnings.extend(unlike_hardware(&x, &y));
     if a.format == "json" {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {
-        print!("{}", report_text::comparison_table(&c));
+        print!("{}", text::comparison_table(&c));
     }
     Ok(())
 }

@@ -4,21 +4,16 @@
 
 use std::fmt::Write as _;
 
-use crate::figures;
-use crate::heatmap::Cell;
+use super::svg;
+use super::text::usd;
 use crate::numfmt::{fixed, kwh, mass_kg, sig, thousands};
+use crate::report::heatmap::Cell;
 use crate::report::{Analysis, Report};
-use crate::report_text::usd;
 
 /// Steps listed in the page; all of them are in steps.csv.
 const STEPS_SHOWN: usize = 25;
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+pub(crate) use super::esc;
 
 pub(crate) fn row(o: &mut String, k: &str, v: String) {
     let _ = writeln!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
@@ -36,12 +31,12 @@ fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
 }
 
 /// The figures of a run, by file name.
-pub fn figures(a: &Analysis, r: &Report, cells: &[Cell]) -> Vec<(&'static str, String)> {
+pub fn figure_set(a: &Analysis, r: &Report, cells: &[Cell]) -> Vec<(&'static str, String)> {
     vec![
-        ("power.svg", figures::power(a)),
-        ("heatmap.svg", figures::heatmap(cells)),
-        ("steps_by_gpu.svg", figures::steps_by_gpu(a)),
-        ("breakdown.svg", figures::breakdown(r)),
+        ("power.svg", svg::power(a)),
+        ("heatmap.svg", svg::heatmap(cells)),
+        ("steps_by_gpu.svg", svg::steps_by_gpu(a)),
+        ("breakdown.svg", svg::breakdown(r)),
     ]
 }
 
@@ -116,7 +111,7 @@ fn summary(o: &mut String, r: &Report) {
         ),
     );
     if let Some(b) = &r.budget {
-        row(o, "carbon budget", crate::report_text::budget_line(b));
+        row(o, "carbon budget", super::text::budget_line(b));
     }
     row(o, "efficiency score", opt(r.efficiency.score, "", 3));
     if let Some(est) = r.sources.get("estimated") {
@@ -261,8 +256,8 @@ fn method(o: &mut String) {
          readings at the step's edges (those are quantised to the counter's ~100 ms refresh). \
          CO2 is facility energy (IT energy x PUE) times the grid intensity in force; cost is \
          facility energy times the price plus GPU hours times their rate. The efficiency score \
-         (0-1) is a weighted mean of the run's samples/kWh against its best five minutes (0.5), the \
-         mean GPU utilisation (0.3) and the share of energy spent inside steps (0.2), over the \
-         parts this run has.</p>\n",
+         (0-1) is the run's samples/kWh over its best minute's, the same ratio the live \
+         hf_training_efficiency_score gives for the last minute; stalls between steps lower \
+         it.</p>\n",
     );
 }

@@ -11,9 +11,13 @@ use serde::Serialize;
 use crate::energy::{self, Device, Quality, Step, StepEnergy};
 use crate::series::Series;
 
+pub mod compare;
+pub mod heatmap;
+pub mod render;
+
 const J_PER_KWH: f64 = 3.6e6;
-/// Windows for the efficiency score's "best stretch of the run".
-const WINDOW_NS: i64 = 300_000_000_000;
+/// The efficiency score's window: a minute, as the live gauge's.
+const WINDOW_NS: i64 = 60_000_000_000;
 
 /// A per-kWh rate: grid gCO2/kWh or price USD/kWh, fixed or in time.
 #[derive(Debug, Clone)]
@@ -253,13 +257,15 @@ pub struct DeviceEnergy {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Efficiency {
-    /// In [0, 1]: weighted mean of the parts below that exist (docs/analysis.md, "Efficiency score").
+    /// In [0, 1]: the run's samples/kWh over its best minute's, the definition of the
+    /// live `hf_training_efficiency_score` (docs/analysis.md, "Efficiency score").
+    /// None without samples.
     pub score: Option<f64>,
-    /// Run samples/kWh over the best 5-minute window's.
+    /// The same ratio (kept as a key of the JSON contract).
     pub throughput: Option<f64>,
-    /// Mean GPU utilisation / 100.
+    /// Mean GPU utilisation / 100 (a diagnostic beside the score, not part of it).
     pub utilisation: Option<f64>,
-    /// Share of the energy spent inside steps.
+    /// Share of the energy spent inside steps (a diagnostic beside the score).
     pub busy: Option<f64>,
 }
 
@@ -353,43 +359,56 @@ fn budget(a: &Analysis, o: &Options, co2_kg: Option<f64>) -> Option<Budget> {
     })
 }
 
-fn efficiency(a: &Analysis, total_kwh: f64, samples: Option<u64>) -> Efficiency {
-    let throughput = samples.filter(|_| total_kwh > 0.0).and_then(|n| {
-        let mut windows: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
-        for (s, e) in a.steps.iter().zip(&a.step_energy) {
-            let w = windows
-                .entry((s.end_ns - a.start_ns) / WINDOW_NS)
-                .or_default();
-            w.0 += s.samples.unwrap_or(0) as f64;
-            w.1 += e.gpu_j + e.cpu_j;
-        }
-        let best = windows
-            .values()
-            .filter(|w| w.1 > 0.0)
-            .map(|w| w.0 / w.1)
-            .fold(0.0, f64::max);
-        let run = n as f64 / (a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j).sum::<f64>());
-        (best > 0.0 && run.is_finite()).then(|| (run / best).clamp(0.0, 1.0))
+/// The efficiency score, as live /metrics defines it (`hf_training_efficiency_score`):
+/// samples/kWh of a stretch over the run's best one-minute samples/kWh, here with the
+/// whole run as the stretch. Energy is the devices' over the whole stretch (steps and
+/// what lies between them), so stalls lower the score.
+fn efficiency(a: &Analysis, samples: Option<u64>) -> Efficiency {
+    let throughput = samples.and_then(|n| {
+        let run_j = a.it_j(a.start_ns, a.end_ns);
+        let run = n as f64 / run_j;
+        let best = best_window_samples_per_j(a)?;
+        (run.is_finite() && run_j > 0.0).then(|| (run / best).clamp(0.0, 1.0))
     });
     let utilisation = a.gpu_util_mean_pct.map(|u| (u / 100.0).clamp(0.0, 1.0));
     let total = a.it_j(a.start_ns, a.end_ns);
     let in_steps: f64 = a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j).sum();
     let busy = (total > 0.0 && !a.steps.is_empty()).then(|| (in_steps / total).clamp(0.0, 1.0));
-    let parts = [(0.5, throughput), (0.3, utilisation), (0.2, busy)];
-    let weight: f64 = parts.iter().filter(|p| p.1.is_some()).map(|p| p.0).sum();
-    let score = (weight > 0.0).then(|| {
-        parts
-            .iter()
-            .filter_map(|(w, v)| v.map(|v| w * v))
-            .sum::<f64>()
-            / weight
-    });
     Efficiency {
-        score,
+        score: throughput,
         throughput,
         utilisation,
         busy,
     }
+}
+
+/// Samples per joule of the run's best whole minute (steps counted in the minute they
+/// end); a run shorter than a minute is its own window.
+fn best_window_samples_per_j(a: &Analysis) -> Option<f64> {
+    let span_ns = a.end_ns.saturating_sub(a.start_ns);
+    let windows = (span_ns / WINDOW_NS).max(1);
+    let width_ns = if span_ns < WINDOW_NS {
+        span_ns
+    } else {
+        WINDOW_NS
+    };
+    let mut samples = vec![0u64; windows as usize];
+    for s in &a.steps {
+        let k = s.end_ns.saturating_sub(a.start_ns) / width_ns.max(1);
+        if let Some(n) = usize::try_from(k).ok().and_then(|k| samples.get_mut(k)) {
+            *n = n.saturating_add(s.samples.unwrap_or(0));
+        }
+    }
+    let best = samples
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &n)| {
+            let b = a.start_ns.saturating_add(k as i64 * width_ns);
+            let j = a.it_j(b, b.saturating_add(width_ns));
+            (j > 0.0).then(|| n as f64 / j)
+        })
+        .fold(0.0, f64::max);
+    (best > 0.0).then_some(best)
 }
 
 pub fn report(a: &Analysis, o: &Options) -> Report {
@@ -456,7 +475,7 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         },
         steps: step_stats(a),
         budget: budget(a, o, co2_kg),
-        efficiency: efficiency(a, kwh, samples),
+        efficiency: efficiency(a, samples),
         devices: a
             .devices
             .iter()

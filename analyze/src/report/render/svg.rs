@@ -4,19 +4,15 @@
 
 use std::fmt::Write as _;
 
-use crate::heatmap::Cell;
 use crate::numfmt;
+use crate::report::heatmap::Cell;
 use crate::report::{Analysis, Report};
 
 pub(crate) const W: f64 = 900.0;
 const H: f64 = 300.0;
 pub(crate) const PAD: f64 = 50.0;
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
+pub(crate) use super::esc;
 
 pub(crate) fn open(title: &str, h: f64) -> String {
     format!(
