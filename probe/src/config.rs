@@ -8,7 +8,6 @@ use clap::Args;
 use eco2ai_trace::{JobInfo, Labels};
 use thiserror::Error;
 
-use crate::recorder::Intervals;
 use crate::sensors::SensorConfig;
 
 #[derive(Debug, Error, PartialEq)]
@@ -185,6 +184,33 @@ pub enum Workload {
     Duration(Duration),
     Demo(Duration),
     Pid(u32),
+}
+
+/// How often each sensor is polled and the trace flushed and rotated (ns): the
+/// validated form of the interval flags.
+#[derive(Debug, Clone)]
+pub struct Intervals {
+    pub nvml_ns: i64,
+    pub nvml_energy_ns: i64,
+    pub rapl_ns: i64,
+    pub cpu_ns: i64,
+    pub procs_ns: i64,
+    pub flush_ns: i64,
+    pub segment_ns: i64,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            nvml_ns: 20_000_000,
+            nvml_energy_ns: 30_000_000_000,
+            rapl_ns: 1_000_000,
+            cpu_ns: 100_000_000,
+            procs_ns: 1_000_000_000,
+            flush_ns: 1_000_000_000,
+            segment_ns: 60_000_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

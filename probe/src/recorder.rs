@@ -9,46 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use eco2ai_trace::{CpuRow, Live, Meta, Rows, TraceError, TraceWriter, cpu_total_j};
+use eco2ai_trace::{Live, Meta, Rows, TraceError, TraceWriter, cpu_total_j};
 
-use crate::batcher::Batcher;
-use crate::clock::{monotonic_ns, sleep_until_or_stop};
+use crate::clock::monotonic_ns;
+use crate::config::Intervals;
 use crate::ebpf::{self, EbpfProbe};
 use crate::markers::{self, MarkerSocket};
+use crate::samplers::cpu::CpuSampler;
 use crate::samplers::errors::ErrorCounts;
 use crate::samplers::estimate::Estimator;
 use crate::samplers::gpu::live::LiveGpuEnergy;
 use crate::samplers::gpu::{GpuEnergySampler, GpuPowerSampler};
-use crate::samplers::procfs::{MachineUtil, TreeSampler};
 use crate::samplers::rapl::RaplSampler;
-use crate::samplers::tick::{Task, run_tasks};
+use crate::samplers::spawn::{SamplerThread, Spawner};
 use crate::sensors::Sensors;
 use eco2ai_metrics::MetricsState;
-
-#[derive(Debug, Clone)]
-pub struct Intervals {
-    pub nvml_ns: i64,
-    pub nvml_energy_ns: i64,
-    pub rapl_ns: i64,
-    pub cpu_ns: i64,
-    pub procs_ns: i64,
-    pub flush_ns: i64,
-    pub segment_ns: i64,
-}
-
-impl Default for Intervals {
-    fn default() -> Self {
-        Intervals {
-            nvml_ns: 20_000_000,
-            nvml_energy_ns: 30_000_000_000,
-            rapl_ns: 1_000_000,
-            cpu_ns: 100_000_000,
-            procs_ns: 1_000_000_000,
-            flush_ns: 1_000_000_000,
-            segment_ns: 60_000_000_000,
-        }
-    }
-}
 
 /// Energy and steps seen so far, for live.json and the end-of-run summary.
 #[derive(Debug, Clone, Default)]
@@ -157,7 +132,7 @@ pub struct Recorder {
     pub patch: Arc<Mutex<MetaPatch>>,
     /// The recorded command's pid, 0 until it is known.
     pub job_pid: Arc<AtomicU32>,
-    samplers: Vec<JoinHandle<()>>,
+    samplers: Vec<SamplerThread>,
     writer: JoinHandle<Result<Finished, TraceError>>,
 }
 
@@ -167,22 +142,8 @@ pub struct Finished {
     pub dir: PathBuf,
 }
 
-/// Runs `tick` every `interval_ns` on absolute deadlines until `stop`; a late tick is
-/// not made up for (the next deadline moves past now). One last tick at the stop closes
-/// the interval the run ended in, so a run shorter than one interval still has energy.
-fn run_every(interval_ns: i64, stop: &AtomicBool, mut tick: impl FnMut(i64)) {
-    let mut next = monotonic_ns();
-    while !stop.load(Ordering::Relaxed) {
-        let now = monotonic_ns();
-        tick(now);
-        next += interval_ns;
-        if next < now {
-            next = now + interval_ns;
-        }
-        sleep_until_or_stop(next, stop);
-    }
-    tick(monotonic_ns());
-}
+/// Rows a sampler thread gathers before it hands them to the writer.
+const BATCH_NS: i64 = 100_000_000;
 
 impl Recorder {
     pub fn start(
@@ -197,85 +158,15 @@ impl Recorder {
         let dropped = Arc::new(AtomicU64::new(0));
         let job_pid = Arc::new(AtomicU32::new(0));
         let (tx, rx) = sync_channel::<Rows>(256);
-        let batch_ns = 100_000_000;
-        let mut samplers = Vec::new();
-        let mut spawn = |name: &str, f: Box<dyn FnOnce(Batcher) + Send>| -> std::io::Result<()> {
-            let b = Batcher::new(tx.clone(), dropped.clone(), batch_ns);
-            samplers.push(
-                std::thread::Builder::new()
-                    .name(name.into())
-                    .spawn(move || f(b))?,
-            );
-            Ok(())
+        let mut spawner = Spawner::new(tx, dropped.clone(), stop.clone(), BATCH_NS);
+        // With eBPF the process tree's CPU comes from sched_switch: /proc never sees a pid.
+        let tree_pid = match steps {
+            StepSource::Socket(_) => job_pid.clone(),
+            StepSource::Ebpf(_) => Arc::new(AtomicU32::new(0)),
         };
-
-        // RAPL, NVML power and the CPU poll share one thread and one wake-up per tick
-        // (fastest first); the energy counter (~4 ms of CPU per GPU on Hopper) has a
-        // thread of its own so that it never delays a tick.
-        let mut tasks: Vec<Task> = Vec::new();
-        if !sensors.rapl.is_empty() {
-            let mut rapl = RaplSampler::new(sensors.rapl, errors.clone());
-            tasks.push(Task::new(
-                iv.rapl_ns,
-                Box::new(move |t, b| rapl.poll(t, &mut b.cpu)),
-            ));
-        }
-        if let Some(backend) = sensors
-            .gpu_backend
-            .clone()
-            .filter(|_| !sensors.gpus.is_empty())
-        {
-            let ids: Vec<u32> = sensors.gpus.iter().map(|g| g.index).collect();
-            let aux_every = (100_000_000 / iv.nvml_ns.max(1)).max(1) as u32;
-            let mut power =
-                GpuPowerSampler::new(backend.clone(), ids.clone(), aux_every, errors.clone());
-            tasks.push(Task::new(
-                iv.nvml_ns,
-                Box::new(move |t, b| power.poll(t, &mut b.gpu)),
-            ));
-            let mut energy = GpuEnergySampler::new(backend, ids, errors.clone());
-            let (s, n) = (stop.clone(), iv.nvml_energy_ns);
-            spawn(
-                "nvml-energy",
-                Box::new(move |mut b| {
-                    run_every(n, &s, |t| {
-                        energy.poll(t, &mut b.gpu);
-                        b.maybe_send(t, false)
-                    })
-                }),
-            )?;
-        }
-        let tree_from_procfs = !matches!(steps, StepSource::Ebpf(_));
-        let (s, e) = (stop.clone(), errors.clone());
-        match steps {
-            StepSource::Socket(sock) => {
-                spawn("markers", Box::new(move |b| markers::listen(sock, b, s, e)))?
-            }
-            StepSource::Ebpf(probe) => {
-                let procs_ns = iv.procs_ns;
-                spawn(
-                    "ebpf",
-                    Box::new(move |b| ebpf::read_loop(*probe, b, s, e, procs_ns)),
-                )?
-            }
-        }
-        let estimate = sensors
-            .estimate_tdp_w
-            .map(|w| Estimator::new(w, sensors.cpu_sockets));
-        let tree_pid = if tree_from_procfs {
-            job_pid.clone()
-        } else {
-            Arc::new(AtomicU32::new(0))
-        };
-        let mut cpu = CpuLoop::new(estimate, tree_pid, iv.procs_ns);
-        tasks.push(Task::new(iv.cpu_ns, Box::new(move |t, b| cpu.tick(t, b))));
-        tasks.sort_by_key(|t| t.every_ns);
-        let s = stop.clone();
-        spawn(
-            "sampler",
-            Box::new(move |mut b| run_tasks(tasks, &s, &mut b)),
-        )?;
-        drop(tx);
+        add_samplers(&mut spawner, sensors, &iv, &errors, tree_pid)?;
+        add_step_source(&mut spawner, steps, &iv, &errors)?;
+        let samplers = spawner.finish()?;
 
         let patch = Arc::new(Mutex::new(MetaPatch::default()));
         let shared = Shared {
@@ -297,15 +188,23 @@ impl Recorder {
         })
     }
 
+    /// Each sampler thread's name and what it polls, fastest first.
+    pub fn sampler_threads(&self) -> Vec<(&str, &[&'static str])> {
+        self.samplers
+            .iter()
+            .map(|t| (t.name.as_str(), t.runs.as_slice()))
+            .collect()
+    }
+
     /// Stops the samplers, lets the writer drain the channel, and closes the run.
     pub fn stop(self) -> Result<Finished, TraceError> {
         self.stop.store(true, Ordering::Relaxed);
         // A sampler sleeping towards a long period's deadline wakes now.
         for t in &self.samplers {
-            t.thread().unpark();
+            t.handle.thread().unpark();
         }
         for t in self.samplers {
-            let _ = t.join();
+            let _ = t.handle.join();
         }
         match self.writer.join() {
             Ok(r) => r,
@@ -317,74 +216,65 @@ impl Recorder {
     }
 }
 
-/// Machine utilisation every tick (and the CPU estimate when there is no RAPL); the
-/// job's process tree every `procs_ns`.
-struct CpuLoop {
-    machine: MachineUtil,
-    estimate: Option<Estimator>,
-    job_pid: Arc<AtomicU32>,
-    tree: Option<TreeSampler>,
-    procs_ns: i64,
-    last_ts: Option<i64>,
-    last_tree_ts: i64,
+/// The periodic samplers of the sensors found. RAPL, NVML power and the CPU poll share
+/// the tick thread, one wake-up per tick; the energy counter (~4 ms of CPU per GPU on
+/// Hopper) has a thread of its own so that it never delays a tick.
+fn add_samplers(
+    spawner: &mut Spawner,
+    sensors: Sensors,
+    iv: &Intervals,
+    errors: &ErrorCounts,
+    tree_pid: Arc<AtomicU32>,
+) -> std::io::Result<()> {
+    if !sensors.rapl.is_empty() {
+        let rapl = RaplSampler::new(sensors.rapl, iv.rapl_ns, errors.clone());
+        spawner.tick(Box::new(rapl));
+    }
+    if let Some(backend) = sensors
+        .gpu_backend
+        .clone()
+        .filter(|_| !sensors.gpus.is_empty())
+    {
+        let ids: Vec<u32> = sensors.gpus.iter().map(|g| g.index).collect();
+        // Utilisation, memory, temperature and clock every ~100 ms.
+        let aux_every = (100_000_000 / iv.nvml_ns.max(1)).max(1) as u32;
+        let power = GpuPowerSampler::new(
+            backend.clone(),
+            ids.clone(),
+            iv.nvml_ns,
+            aux_every,
+            errors.clone(),
+        );
+        spawner.tick(Box::new(power));
+        let energy = GpuEnergySampler::new(backend, ids, iv.nvml_energy_ns, errors.clone());
+        spawner.own_thread(Box::new(energy))?;
+    }
+    let estimate = sensors
+        .estimate_tdp_w
+        .map(|w| Estimator::new(w, sensors.cpu_sockets));
+    let cpu = CpuSampler::new(iv.cpu_ns, estimate, tree_pid, iv.procs_ns);
+    spawner.tick(Box::new(cpu));
+    Ok(())
 }
 
-impl CpuLoop {
-    fn new(estimate: Option<Estimator>, job_pid: Arc<AtomicU32>, procs_ns: i64) -> CpuLoop {
-        let machine = MachineUtil::new(std::path::Path::new("/proc"));
-        CpuLoop {
-            machine,
-            estimate,
-            job_pid,
-            tree: None,
-            procs_ns,
-            last_ts: None,
-            last_tree_ts: 0,
+/// The steps' source: the marker socket, or the eBPF ring (which also brings the
+/// per-process CPU time, polled every `procs_ns`).
+fn add_step_source(
+    spawner: &mut Spawner,
+    steps: StepSource,
+    iv: &Intervals,
+    errors: &ErrorCounts,
+) -> std::io::Result<()> {
+    let e = errors.clone();
+    match steps {
+        StepSource::Socket(sock) => {
+            spawner.source("markers", move |b, stop| markers::listen(sock, b, stop, e))
         }
-    }
-
-    fn tick(&mut self, ts_ns: i64, b: &mut Batcher) {
-        let util = self.machine.poll();
-        let dt = self.last_ts.replace(ts_ns).map(|l| ts_ns - l);
-        if let Some(u) = util {
-            b.cpu.push(CpuRow {
-                ts_ns,
-                domain: "machine".into(),
-                source: "procfs",
-                energy_uj: None,
-                energy_changed: None,
-                util_pct: Some(u),
-            });
-        }
-        if let (Some(est), Some(u), Some(dt)) = (self.estimate.as_mut(), util, dt) {
-            let energy_uj = est.add(u, dt);
-            b.cpu.push(CpuRow {
-                ts_ns,
-                domain: "package".into(),
-                source: "estimate",
-                energy_uj: Some(energy_uj),
-                energy_changed: Some(dt > 0), // the idle floor moves the estimate every tick
-                util_pct: Some(u),
-            });
-        }
-        if ts_ns - self.last_tree_ts >= self.procs_ns {
-            self.last_tree_ts = ts_ns;
-            let pid = self.job_pid.load(Ordering::Relaxed);
-            if pid != 0 {
-                let tree = self
-                    .tree
-                    .get_or_insert_with(|| TreeSampler::new(std::path::Path::new("/proc"), pid));
-                if let Some(u) = tree.poll(ts_ns, &mut b.procs) {
-                    b.cpu.push(CpuRow {
-                        ts_ns,
-                        domain: "job".into(),
-                        source: "procfs",
-                        energy_uj: None,
-                        energy_changed: None,
-                        util_pct: Some(u),
-                    });
-                }
-            }
+        StepSource::Ebpf(probe) => {
+            let procs_ns = iv.procs_ns;
+            spawner.source("ebpf", move |b, stop| {
+                ebpf::read_loop(*probe, b, stop, e, procs_ns)
+            })
         }
     }
 }
@@ -462,3 +352,7 @@ fn write_loop(
     totals.live(start_ns, true).write(&dir)?;
     Ok(Finished { meta, totals, dir })
 }
+
+#[cfg(test)]
+#[path = "recorder_tests.rs"]
+mod tests;

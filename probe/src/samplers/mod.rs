@@ -2,9 +2,11 @@
 //! stamps rows with CLOCK_MONOTONIC ns.
 
 pub mod counter;
+pub mod cpu;
 pub mod errors;
 pub mod estimate;
 pub mod gpu;
 pub mod procfs;
 pub mod rapl;
+pub mod spawn;
 pub mod tick;

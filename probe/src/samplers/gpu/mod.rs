@@ -14,6 +14,8 @@ use eco2ai_trace::{GpuInfo, GpuRow};
 
 use super::counter::{CounterDiff, Jump};
 use super::errors::{ErrorCounts, SensorError};
+use super::tick::Sampler;
+use crate::batcher::Batcher;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Aux {
@@ -74,16 +76,19 @@ pub struct GpuPowerSampler {
     backend: Arc<dyn GpuBackend>,
     gpus: Vec<u32>,
     state: Vec<PowerState>,
+    period_ns: i64,
     aux_every: u32,
     tick: u32,
     errors: ErrorCounts,
 }
 
 impl GpuPowerSampler {
-    /// `aux_every`: read the auxiliary values every this many power polls.
+    /// Polls every `period_ns` when spawned; `aux_every`: read the auxiliary values
+    /// every this many power polls.
     pub fn new(
         backend: Arc<dyn GpuBackend>,
         gpus: Vec<u32>,
+        period_ns: i64,
         aux_every: u32,
         errors: ErrorCounts,
     ) -> Self {
@@ -99,13 +104,15 @@ impl GpuPowerSampler {
             backend,
             gpus,
             state,
+            period_ns,
             aux_every: aux_every.max(1),
             tick: 0,
             errors,
         }
     }
 
-    pub fn poll(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
+    /// One row per GPU, stamped `ts_ns`.
+    pub fn read(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
         let with_aux = self.tick.is_multiple_of(self.aux_every);
         self.tick = self.tick.wrapping_add(1);
         for (gpu, st) in self.gpus.iter().copied().zip(self.state.iter_mut()) {
@@ -154,23 +161,31 @@ pub struct GpuEnergySampler {
     backend: Arc<dyn GpuBackend>,
     gpus: Vec<u32>,
     counters: Vec<CounterDiff>,
+    period_ns: i64,
     errors: ErrorCounts,
 }
 
 impl GpuEnergySampler {
-    pub fn new(backend: Arc<dyn GpuBackend>, gpus: Vec<u32>, errors: ErrorCounts) -> Self {
+    /// Reads the counters every `period_ns` when spawned.
+    pub fn new(
+        backend: Arc<dyn GpuBackend>,
+        gpus: Vec<u32>,
+        period_ns: i64,
+        errors: ErrorCounts,
+    ) -> Self {
         let counters = gpus.iter().map(|_| CounterDiff::new(None)).collect();
         GpuEnergySampler {
             backend,
             gpus,
             counters,
+            period_ns,
             errors,
         }
     }
 
     /// One row per GPU with the run-relative energy (`energy_mj`, monotonic across
     /// counter resets) and whether the counter moved since the previous poll.
-    pub fn poll(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
+    pub fn read(&mut self, ts_ns: i64, out: &mut Vec<GpuRow>) {
         for (gpu, counter) in self.gpus.iter().copied().zip(self.counters.iter_mut()) {
             match self.backend.energy_mj(gpu) {
                 Ok(raw) => {
@@ -192,6 +207,30 @@ impl GpuEnergySampler {
                 Err(e) => self.errors.add("nvml:energy", &e),
             }
         }
+    }
+}
+
+impl Sampler for GpuPowerSampler {
+    fn name(&self) -> &'static str {
+        "nvml-power"
+    }
+    fn period_ns(&self) -> i64 {
+        self.period_ns
+    }
+    fn poll(&mut self, now_ns: i64, b: &mut Batcher) {
+        self.read(now_ns, &mut b.gpu)
+    }
+}
+
+impl Sampler for GpuEnergySampler {
+    fn name(&self) -> &'static str {
+        "nvml-energy"
+    }
+    fn period_ns(&self) -> i64 {
+        self.period_ns
+    }
+    fn poll(&mut self, now_ns: i64, b: &mut Batcher) {
+        self.read(now_ns, &mut b.gpu)
     }
 }
 

@@ -14,11 +14,11 @@ fn manual_clock() -> (Arc<AtomicI64>, fake::Clock) {
 fn power_changes_are_flagged_at_each_sensor_update() {
     let (t, clock) = manual_clock();
     let backend = Arc::new(FakeGpus::new(1, clock, FakeScript::default()));
-    let mut s = GpuPowerSampler::new(backend, vec![0], 5, ErrorCounts::default());
+    let mut s = GpuPowerSampler::new(backend, vec![0], 20_000_000, 5, ErrorCounts::default());
     let mut rows = Vec::new();
     for i in 0..50 {
         t.store(i * 20_000_000, Ordering::SeqCst);
-        s.poll(i * 20_000_000, &mut rows);
+        s.read(i * 20_000_000, &mut rows);
     }
     let changed = rows
         .iter()
@@ -39,16 +39,17 @@ fn errors_mid_run_are_counted_and_a_counter_reset_never_goes_negative() {
     };
     let backend: Arc<dyn GpuBackend> = Arc::new(FakeGpus::new(2, clock, script));
     let errors = ErrorCounts::default();
-    let mut power = GpuPowerSampler::new(backend.clone(), vec![0, 1], 5, errors.clone());
-    let mut energy = GpuEnergySampler::new(backend, vec![0, 1], errors.clone());
+    let mut power =
+        GpuPowerSampler::new(backend.clone(), vec![0, 1], 10_000_000, 5, errors.clone());
+    let mut energy = GpuEnergySampler::new(backend, vec![0, 1], 50_000_000, errors.clone());
     let (mut prow, mut erow) = (Vec::new(), Vec::new());
     let end = 3_000_000_000;
     let mut now = 0;
     while now <= end {
         t.store(now, Ordering::SeqCst);
-        power.poll(now, &mut prow);
+        power.read(now, &mut prow);
         if now % 50_000_000 == 0 {
-            energy.poll(now, &mut erow);
+            energy.read(now, &mut erow);
         }
         now += 10_000_000;
     }

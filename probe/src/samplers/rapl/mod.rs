@@ -15,6 +15,8 @@ use eco2ai_trace::{CpuRow, SensorStatus};
 
 use super::counter::{CounterDiff, Jump};
 use super::errors::{ErrorCounts, SensorError};
+use super::tick::Sampler;
+use crate::batcher::Batcher;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Domain {
@@ -120,11 +122,17 @@ struct Counter {
 /// Polls the chosen counters; each poll yields one row per live domain.
 pub struct RaplSampler {
     counters: Vec<Counter>,
+    period_ns: i64,
     errors: ErrorCounts,
 }
 
 impl RaplSampler {
-    pub fn new(readers: Vec<Box<dyn EnergyReader>>, errors: ErrorCounts) -> RaplSampler {
+    /// Reads `readers` every `period_ns` when spawned.
+    pub fn new(
+        readers: Vec<Box<dyn EnergyReader>>,
+        period_ns: i64,
+        errors: ErrorCounts,
+    ) -> RaplSampler {
         let counters = readers
             .into_iter()
             .map(|reader| {
@@ -136,14 +144,19 @@ impl RaplSampler {
                 }
             })
             .collect();
-        RaplSampler { counters, errors }
+        RaplSampler {
+            counters,
+            period_ns,
+            errors,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.counters.iter().all(|c| !c.alive)
     }
 
-    pub fn poll(&mut self, ts_ns: i64, out: &mut Vec<CpuRow>) {
+    /// One row per live domain, stamped `ts_ns`.
+    pub fn read(&mut self, ts_ns: i64, out: &mut Vec<CpuRow>) {
         for c in self.counters.iter_mut().filter(|c| c.alive) {
             let read = c.reader.read_uj();
             let d = c.reader.domain();
@@ -173,6 +186,18 @@ impl RaplSampler {
                 }
             }
         }
+    }
+}
+
+impl Sampler for RaplSampler {
+    fn name(&self) -> &'static str {
+        "rapl"
+    }
+    fn period_ns(&self) -> i64 {
+        self.period_ns
+    }
+    fn poll(&mut self, now_ns: i64, b: &mut Batcher) {
+        self.read(now_ns, &mut b.cpu)
     }
 }
 

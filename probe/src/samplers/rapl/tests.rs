@@ -55,7 +55,7 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
     assert_eq!(names, vec!["package-0", "dram-0"]);
 
     let errors = ErrorCounts::default();
-    let mut s = RaplSampler::new(chosen, errors.clone());
+    let mut s = RaplSampler::new(chosen, 1_000_000, errors.clone());
     let mut rows = Vec::new();
     // (package, dram): 9.0 -> 9.9 (+0.9), wrap to 0.4 (+0.1 + 0.4), flat, 2.0 (+1.6)
     let script = [
@@ -72,7 +72,7 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
             None if i == 3 => tree.remove("intel-rapl:0:0").unwrap(),
             None => {}
         }
-        s.poll(i as i64, &mut rows);
+        s.read(i as i64, &mut rows);
     }
     let pkg: Vec<(u64, bool)> = rows
         .iter()
@@ -92,7 +92,7 @@ fn wraps_are_unwrapped_and_a_vanished_domain_is_counted_once() {
 
     // The vanished zone is noticed within one recheck period, counted once, dropped.
     for i in 0..300 {
-        s.poll(10 + i, &mut rows);
+        s.read(10 + i, &mut rows);
     }
     let dram: Vec<u64> = rows
         .iter()
