@@ -1,16 +1,15 @@
-//! A minimal HTTP/1.1 client for remote_write: one POST per connection, over plain http
-//! or https (rustls: the system's roots, or a CA file for a private CA). Credentials in
-//! the URL (`https://user:pass@host/...`) become basic auth and never reach a message.
+//! The remote_write HTTP client: reqwest (hyper, rustls) on a current-thread tokio
+//! runtime, the versions and features polars' object_store already builds. One client
+//! per replay keeps its connection alive, so an https receiver costs one TLS handshake,
+//! not one a request. TLS trusts the system's roots plus `--ca-file`. Credentials in the
+//! URL (`https://user:pass@host/...`) become basic auth and never reach a message:
+//! reqwest's errors are shown without their URL.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-
 /// Where to POST, and how.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -87,8 +86,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 }
 
 /// The TLS settings of an https target: the system's roots plus `ca_file`'s
-/// certificates, or `ca_file`'s alone when the system has none.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// certificates, or `ca_file`'s alone when the system has none; HTTP/1.1 by ALPN.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are left out: a private CA file may be all that
     // is needed, and a missing root shows as a clear verification error later.
@@ -110,13 +109,14 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, S
                 .map_err(|e| format!("--ca-file {shown}: {e}"))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Status code and body of the answer.
@@ -129,7 +129,7 @@ pub struct Answer {
 /// verification: the same certificate fails the same way every time).
 #[derive(Debug)]
 pub enum PostError {
-    Transient(std::io::Error),
+    Transient(String),
     Permanent(String),
 }
 
@@ -142,94 +142,117 @@ impl std::fmt::Display for PostError {
     }
 }
 
-fn classify(e: std::io::Error) -> PostError {
-    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+/// A keep-alive client for one target. reqwest is async; the replay is not, so each
+/// request is driven to its end on a runtime of the calling thread.
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    /// The target without its userinfo (the query stays: the receiver may need it).
+    url: reqwest::Url,
+}
+
+impl Client {
+    pub fn new(t: &Target, ca_file: Option<&Path>, timeout: Duration) -> Result<Client, String> {
+        let scheme = if t.https { "https" } else { "http" };
+        let url = reqwest::Url::parse(&format!("{scheme}://{}{}", t.host_port, t.path))
+            .map_err(|e| format!("the URL: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the HTTP client's runtime: {e}"))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(ca_file)?)
+            .http1_only()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            // A receiver's redirect is its answer: a POST is not re-sent elsewhere, and
+            // credentials never follow it to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            // As before the move to reqwest: the receiver is reached directly.
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("the HTTP client: {}", describe(&e)))?;
+        Ok(Client { runtime, http, url })
+    }
+
+    /// POSTs `body`; the connection stays open for the next request.
+    pub fn post(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, PostError> {
+        let mut req = self.http.post(self.url.clone()).body(body.to_vec());
+        for (k, v) in headers {
+            let mut value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| PostError::Permanent(format!("header {k}: not a header value")))?;
+            value.set_sensitive(k.eq_ignore_ascii_case("authorization"));
+            req = req.header(*k, value);
+        }
+        self.runtime.block_on(async {
+            let mut resp = req.send().await.map_err(|e| classify(&e))?;
+            let status = resp.status().as_u16();
+            let mut raw = Vec::new();
+            // The body is a reason at most: read up to a bound, the rest is dropped with
+            // the connection.
+            while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
+                raw.extend_from_slice(&chunk);
+                if raw.len() as u64 >= MAX_ANSWER_BYTES {
+                    break;
+                }
+            }
+            let body = String::from_utf8_lossy(&raw).trim().to_string();
+            Ok(Answer { status, body })
+        })
+    }
+}
+
+/// reqwest's error and its causes, without the URL (it may carry credentials).
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = match err.downcast_ref::<reqwest::Error>() {
+            // Its Display names the URL; its kind alone is what a person needs here.
+            Some(r) if r.is_timeout() => "timed out".to_string(),
+            Some(r) if r.is_connect() => "could not connect".to_string(),
+            Some(r) if r.is_body() || r.is_decode() => "reading the answer".to_string(),
+            Some(_) => "sending the request".to_string(),
+            None => err.to_string(),
+        };
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+/// The rustls error somewhere in `e`'s causes. An io::Error hides its inner error from
+/// `source()`, and hyper-rustls wraps tokio-rustls' io::Error in another, so each
+/// io::Error is opened as well as followed.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref());
+    if let Some(found) = inner.and_then(|i| tls_error(i)) {
+        return Some(found);
+    }
+    e.source().and_then(tls_error)
+}
+
+fn classify(e: &reqwest::Error) -> PostError {
+    match tls_error(e) {
         Some(rustls::Error::InvalidCertificate(c)) => PostError::Permanent(format!(
             "TLS: the server's certificate is not trusted ({c:?}); give its CA with --ca-file"
         )),
         Some(rustls::Error::AlertReceived(a)) => {
             PostError::Permanent(format!("TLS: the server refused the handshake ({a:?})"))
         }
-        _ => PostError::Transient(e),
+        _ if e.is_builder() => PostError::Permanent(describe(e)),
+        _ => PostError::Transient(describe(e)),
     }
-}
-
-pub fn post(
-    t: &Target,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: Duration,
-) -> Result<Answer, PostError> {
-    let addr = t
-        .host_port
-        .to_socket_addrs()
-        .map_err(PostError::Transient)?
-        .next()
-        .ok_or_else(|| PostError::Permanent(format!("{} resolves to nothing", t.host_port)))?;
-    let s = TcpStream::connect_timeout(&addr, timeout).map_err(PostError::Transient)?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(PostError::Transient)?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(PostError::Transient)?;
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        t.path,
-        t.host_port,
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let raw = match (t.https, tls) {
-        (false, _) => exchange(s, head.as_bytes(), body),
-        (true, Some(config)) => {
-            let name = ServerName::try_from(t.host.clone())
-                .map_err(|e| PostError::Permanent(format!("TLS server name '{}': {e}", t.host)))?;
-            let conn = rustls::ClientConnection::new(config.clone(), name)
-                .map_err(|e| PostError::Permanent(format!("TLS: {e}")))?;
-            exchange(rustls::StreamOwned::new(conn, s), head.as_bytes(), body)
-        }
-        (true, None) => {
-            return Err(PostError::Permanent(
-                "https without a TLS configuration".into(),
-            ));
-        }
-    }
-    .map_err(classify)?;
-    parse_answer(&raw)
-}
-
-/// Sends the request and reads the answer to its end (bounded).
-fn exchange(mut s: impl Read + Write, head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
-    s.write_all(head)?;
-    s.write_all(body)?;
-    s.flush()?;
-    let mut raw = Vec::new();
-    match s.take(MAX_ANSWER_BYTES).read_to_end(&mut raw) {
-        Ok(_) => Ok(raw),
-        // A TLS server that closes without close_notify after a whole answer: the answer
-        // is still whole (Connection: close ends it).
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && raw.contains(&b'\n') => Ok(raw),
-        Err(e) => Err(e),
-    }
-}
-
-fn parse_answer(raw: &[u8]) -> Result<Answer, PostError> {
-    let text = String::from_utf8_lossy(raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            PostError::Transient(std::io::Error::other("no HTTP status line in the answer"))
-        })?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or_default();
-    Ok(Answer { status, body })
 }
 
 #[cfg(test)]

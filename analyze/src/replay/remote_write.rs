@@ -3,17 +3,17 @@
 //! accepted. A retried request is the same request, and re-sending a sample with its
 //! timestamp and value is a no-op for Prometheus and VictoriaMetrics, so a retry neither
 //! loses nor duplicates. A request the receiver refuses (4xx other than 429) stops the
-//! replay with the receiver's reason.
+//! replay with the receiver's reason. The requests share one kept-alive connection
+//! (`http::Client`), opened again when the receiver drops it.
 
 use std::time::{Duration, Instant};
 
-use super::Replay;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use base64::Engine;
 
-use super::http::{PostError, Target, post};
+use super::Replay;
+use super::http::{Client, PostError, Target};
 use eco2ai_metrics::proto::WriteRequestSink;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +87,7 @@ fn authorization(t: &Target, o: &Options) -> Result<Option<String>, RemoteWriteE
 }
 
 fn send(
-    t: &Target,
-    tls: Option<&Arc<rustls::ClientConfig>>,
+    client: &Client,
     auth: Option<&str>,
     body: &[u8],
     o: &Options,
@@ -108,7 +107,7 @@ fn send(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let last = match post(t, tls, &headers, body, o.timeout) {
+        let last = match client.post(&headers, body) {
             Ok(a) if (200..300).contains(&a.status) => {
                 stats.requests += 1;
                 stats.bytes += body.len() as u64;
@@ -122,7 +121,7 @@ fn send(
                 });
             }
             Err(PostError::Permanent(e)) => return Err(RemoteWriteError::Permanent(e)),
-            Err(PostError::Transient(e)) => e.to_string(),
+            Err(PostError::Transient(e)) => e,
         };
         if first.elapsed() + wait > o.retry_for {
             return Err(RemoteWriteError::GaveUp {
@@ -146,11 +145,8 @@ pub fn replay(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Stats, RemoteWriteError> {
     let target = super::http::parse_url(url).map_err(RemoteWriteError::BadUrl)?;
-    let tls = if target.https {
-        Some(super::http::tls_config(o.ca_file.as_deref()).map_err(RemoteWriteError::BadUrl)?)
-    } else {
-        None
-    };
+    let client =
+        Client::new(&target, o.ca_file.as_deref(), o.timeout).map_err(RemoteWriteError::BadUrl)?;
     let auth = authorization(&target, o)?;
     let mut stats = Stats::default();
     let mut sink = WriteRequestSink::default();
@@ -169,7 +165,7 @@ pub fn replay(
         let body = enc
             .compress_vec(&sink.take_request())
             .map_err(|e| RemoteWriteError::BadUrl(format!("snappy: {e}")))?;
-        send(&target, tls.as_ref(), auth.as_deref(), &body, o, &mut stats)?;
+        send(&client, auth.as_deref(), &body, o, &mut stats)?;
         stats.samples += n;
         progress(stats.samples);
         if let Some(rate) = o.max_samples_per_s.filter(|r| *r > 0.0) {
