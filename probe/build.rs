@@ -38,6 +38,40 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(eco2ai_ebpf)");
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let ebpf_dir = manifest.join("../probe-ebpf");
+    rerun_if(&manifest, &ebpf_dir);
+    if env::var("ECO2AI_SKIP_EBPF").is_ok_and(|v| v == "1") {
+        return skip("ECO2AI_SKIP_EBPF=1");
+    }
+    if !on_path("bpf-linker") {
+        return skip("bpf-linker not found on PATH");
+    }
+    if !nightly_has_rust_src() {
+        return skip("the nightly toolchain or its rust-src component is missing");
+    }
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
+    let target_dir = out_dir.join("ebpf-target");
+    let out = match ebpf_build(&ebpf_dir, &target_dir).output() {
+        Ok(o) => o,
+        Err(e) => return skip(&format!("could not run rustup: {e}")),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        for line in &lines[lines.len().saturating_sub(30)..] {
+            println!("cargo:warning={line}");
+        }
+        return skip("building probe-ebpf failed (see the warnings above)");
+    }
+    let built = target_dir.join("bpfel-unknown-none/release/eco2ai-probe-ebpf");
+    if let Err(e) = std::fs::copy(&built, out_dir.join("eco2ai-probe-ebpf")) {
+        return skip(&format!("copying {}: {e}", built.display()));
+    }
+    println!("cargo:rustc-cfg=eco2ai_ebpf");
+}
+
+/// What makes the eBPF build run again: its sources, the shared layouts, the two
+/// switches, and a newly installed bpf-linker.
+fn rerun_if(manifest: &Path, ebpf_dir: &Path) {
     for p in ["src", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(p).display());
     }
@@ -56,17 +90,11 @@ fn main() {
             Path::new(&home).join("bin").display()
         );
     }
-    if env::var("ECO2AI_SKIP_EBPF").is_ok_and(|v| v == "1") {
-        return skip("ECO2AI_SKIP_EBPF=1");
-    }
-    if !on_path("bpf-linker") {
-        return skip("bpf-linker not found on PATH");
-    }
-    if !nightly_has_rust_src() {
-        return skip("the nightly toolchain or its rust-src component is missing");
-    }
-    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap_or_default());
-    let target_dir = out_dir.join("ebpf-target");
+}
+
+/// The nightly cargo build of probe-ebpf for bpfel-unknown-none, in an environment of
+/// its own (this build's compiler, flags and target dir are not its).
+fn ebpf_build(ebpf_dir: &Path, target_dir: &Path) -> Command {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     let flags = [
         format!("--cfg=bpf_target_arch=\"{arch}\""),
@@ -89,7 +117,7 @@ fn main() {
     .arg("--manifest-path")
     .arg(ebpf_dir.join("Cargo.toml"))
     .arg("--target-dir")
-    .arg(&target_dir)
+    .arg(target_dir)
     .env("CARGO_ENCODED_RUSTFLAGS", flags);
     for key in [
         "RUSTC",
@@ -101,26 +129,5 @@ fn main() {
     ] {
         cmd.env_remove(key);
     }
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) => return skip(&format!("could not run rustup: {e}")),
-    };
-    if !out.status.success() {
-        for line in String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            println!("cargo:warning={line}");
-        }
-        return skip("building probe-ebpf failed (see the warnings above)");
-    }
-    let built = target_dir.join("bpfel-unknown-none/release/eco2ai-probe-ebpf");
-    if let Err(e) = std::fs::copy(&built, out_dir.join("eco2ai-probe-ebpf")) {
-        return skip(&format!("copying {}: {e}", built.display()));
-    }
-    println!("cargo:rustc-cfg=eco2ai_ebpf");
+    cmd
 }

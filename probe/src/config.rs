@@ -341,70 +341,10 @@ impl RecordArgs {
             return Err(ConfigError::Country(c.clone()));
         }
         let metrics = self.metrics_config()?;
-        let ms = Duration::from_millis;
-        let intervals = Intervals {
-            rapl_ns: check(
-                "--rapl-interval",
-                self.rapl_interval,
-                Duration::from_micros(100),
-                ms(10_000),
-            )?,
-            nvml_ns: check("--nvml-interval", self.nvml_interval, ms(1), ms(10_000))?,
-            nvml_energy_ns: check(
-                "--nvml-energy-interval",
-                self.nvml_energy_interval,
-                ms(10),
-                ms(60_000),
-            )?,
-            cpu_ns: check("--cpu-interval", self.cpu_interval, ms(10), ms(60_000))?,
-            procs_ns: 1_000_000_000,
-            flush_ns: check("--flush-interval", self.flush_interval, ms(10), ms(10_000))?,
-            segment_ns: check(
-                "--segment-interval",
-                self.segment_interval,
-                self.flush_interval,
-                Duration::from_secs(3600),
-            )?,
-        };
-        let workload = match (self.command.is_empty(), self.demo, self.duration, self.pid) {
-            (false, false, None, None) => Workload::Command(self.command),
-            (true, false, None, Some(pid)) => Workload::Pid(pid),
-            (false, _, _, _) | (_, _, _, Some(_)) => return Err(ConfigError::Both),
-            (true, true, d, None) => Workload::Demo(d.unwrap_or(DEMO_DURATION)),
-            (true, false, Some(d), None) => Workload::Duration(d),
-            (true, false, None, None) => return Err(ConfigError::NothingToRecord),
-        };
-        if let Some(w) = self.cpu_tdp_w
-            && !(w > 0.0 && w < 2000.0)
-        {
-            return Err(ConfigError::Range {
-                flag: "--cpu-tdp-w",
-                min: "0".into(),
-                max: "2000".into(),
-                got: w.to_string(),
-            });
-        }
-        let sensors = SensorConfig {
-            powercap_root: self.powercap_root,
-            perf_pmu: self.perf_pmu,
-            gpus: self.gpus.as_deref().map(parse_gpus).transpose()?,
-            fake_gpus: self.fake_gpus,
-            cpu_tdp_w: self.cpu_tdp_w,
-            no_estimate: false,
-        };
-        if self.uprobes.len() > 4 {
-            return Err(ConfigError::Uprobe(self.uprobes.join(" ")));
-        }
-        let step_counters = self
-            .uprobes
-            .iter()
-            .map(|u| match u.rsplit_once(':') {
-                Some((lib, sym)) if !lib.is_empty() && !sym.is_empty() => {
-                    Ok((lib.to_string(), sym.to_string()))
-                }
-                _ => Err(ConfigError::Uprobe(u.clone())),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let intervals = self.intervals()?;
+        let workload = workload(&self.command, self.demo, self.duration, self.pid)?;
+        let sensors = self.sensor_config()?;
+        let step_counters = self.step_counters()?;
         let labels = Labels {
             project_name: self.project,
             model_name: self.model,
@@ -427,6 +367,91 @@ impl RecordArgs {
             metrics,
         })
     }
+
+    /// Each interval flag within its range.
+    fn intervals(&self) -> Result<Intervals, ConfigError> {
+        let ms = Duration::from_millis;
+        Ok(Intervals {
+            rapl_ns: check(
+                "--rapl-interval",
+                self.rapl_interval,
+                Duration::from_micros(100),
+                ms(10_000),
+            )?,
+            nvml_ns: check("--nvml-interval", self.nvml_interval, ms(1), ms(10_000))?,
+            nvml_energy_ns: check(
+                "--nvml-energy-interval",
+                self.nvml_energy_interval,
+                ms(10),
+                ms(60_000),
+            )?,
+            cpu_ns: check("--cpu-interval", self.cpu_interval, ms(10), ms(60_000))?,
+            procs_ns: 1_000_000_000,
+            flush_ns: check("--flush-interval", self.flush_interval, ms(10), ms(10_000))?,
+            segment_ns: check(
+                "--segment-interval",
+                self.segment_interval,
+                self.flush_interval,
+                Duration::from_secs(3600),
+            )?,
+        })
+    }
+
+    /// The sensor flags: the TDP in range, the GPU list parsed.
+    fn sensor_config(&self) -> Result<SensorConfig, ConfigError> {
+        if let Some(w) = self.cpu_tdp_w
+            && !(w > 0.0 && w < 2000.0)
+        {
+            return Err(ConfigError::Range {
+                flag: "--cpu-tdp-w",
+                min: "0".into(),
+                max: "2000".into(),
+                got: w.to_string(),
+            });
+        }
+        Ok(SensorConfig {
+            powercap_root: self.powercap_root.clone(),
+            perf_pmu: self.perf_pmu.clone(),
+            gpus: self.gpus.as_deref().map(parse_gpus).transpose()?,
+            fake_gpus: self.fake_gpus,
+            cpu_tdp_w: self.cpu_tdp_w,
+            no_estimate: false,
+        })
+    }
+
+    /// `--uprobe LIB:SYMBOL`, at most four.
+    fn step_counters(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        if self.uprobes.len() > 4 {
+            return Err(ConfigError::Uprobe(self.uprobes.join(" ")));
+        }
+        self.uprobes
+            .iter()
+            .map(|u| match u.rsplit_once(':') {
+                Some((lib, sym)) if !lib.is_empty() && !sym.is_empty() => {
+                    Ok((lib.to_string(), sym.to_string()))
+                }
+                _ => Err(ConfigError::Uprobe(u.clone())),
+            })
+            .collect()
+    }
+}
+
+/// What to record: a command, a running process, the demo or a plain duration; exactly
+/// one of them.
+fn workload(
+    command: &[String],
+    demo: bool,
+    duration: Option<Duration>,
+    pid: Option<u32>,
+) -> Result<Workload, ConfigError> {
+    Ok(match (command.is_empty(), demo, duration, pid) {
+        (false, false, None, None) => Workload::Command(command.to_vec()),
+        (true, false, None, Some(pid)) => Workload::Pid(pid),
+        (false, _, _, _) | (_, _, _, Some(_)) => return Err(ConfigError::Both),
+        (true, true, d, None) => Workload::Demo(d.unwrap_or(DEMO_DURATION)),
+        (true, false, Some(d), None) => Workload::Duration(d),
+        (true, false, None, None) => return Err(ConfigError::NothingToRecord),
+    })
 }
 
 #[cfg(test)]

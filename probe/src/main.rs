@@ -46,33 +46,7 @@ enum Cmd {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::Record(args) => {
-            // Errors in these flags are reported by validate() below, with the others.
-            let intensity = args.intensity().ok().flatten();
-            let money = Money {
-                price_per_kwh: args.prices.price_per_kwh,
-                gpu_hour_usd: args.prices.gpu_hour_usd,
-                carbon_budget_kg: args.prices.carbon_budget_kg,
-                ..Money::new(intensity, args.prices.pue.unwrap_or(1.0))
-            };
-            let cfg = args.validate()?;
-            eprintln!("{}", money.startup_line());
-            if let Some(job) = &cfg.job {
-                eprintln!(
-                    "eco2ai-probe: job {}",
-                    eco2ai_probe::job::describe(Some(job))
-                );
-            }
-            let outcome = record::record(cfg)?;
-            let f = &outcome.finished;
-            eprint!("{}", record::summary(f));
-            match eco2ai_trace::Live::read(&f.dir) {
-                Ok(live) => eprint!("{}", end_summary::lines(&live, f.meta.gpus.len(), &money)),
-                Err(e) => eprintln!("co2       - (no final totals: {e})"),
-            }
-            println!("{}", outcome.finished.dir.display());
-            Ok(outcome.exit_code)
-        }
+        Cmd::Record(args) => record_cmd(*args),
         Cmd::Info {
             powercap_root,
             fake_gpus,
@@ -107,6 +81,35 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `record`: the start-up line, the recording, then its summary and CO2 lines.
+fn record_cmd(args: RecordArgs) -> Result<i32> {
+    // Errors in these flags are reported by validate() below, with the others.
+    let intensity = args.intensity().ok().flatten();
+    let money = Money {
+        price_per_kwh: args.prices.price_per_kwh,
+        gpu_hour_usd: args.prices.gpu_hour_usd,
+        carbon_budget_kg: args.prices.carbon_budget_kg,
+        ..Money::new(intensity, args.prices.pue.unwrap_or(1.0))
+    };
+    let cfg = args.validate()?;
+    eprintln!("{}", money.startup_line());
+    if let Some(job) = &cfg.job {
+        eprintln!(
+            "eco2ai-probe: job {}",
+            eco2ai_probe::job::describe(Some(job))
+        );
+    }
+    let outcome = record::record(cfg)?;
+    let f = &outcome.finished;
+    eprint!("{}", record::summary(f));
+    match eco2ai_trace::Live::read(&f.dir) {
+        Ok(live) => eprint!("{}", end_summary::lines(&live, f.meta.gpus.len(), &money)),
+        Err(e) => eprintln!("co2       - (no final totals: {e})"),
+    }
+    println!("{}", outcome.finished.dir.display());
+    Ok(outcome.exit_code)
 }
 
 /// Parses the command line; a command given without `--` gets a hint, since clap alone

@@ -17,7 +17,7 @@ use crate::markers::{self, MarkerSocket};
 use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
-use crate::sensors::{self, SensorConfig};
+use crate::sensors::{self, SensorConfig, Sensors};
 use eco2ai_metrics::{MetricsServer, MetricsState, RunInfo, TextSink, render};
 use std::sync::{Arc, Mutex};
 
@@ -120,15 +120,7 @@ pub struct Outcome {
 pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     // Marker events stamped before this moment are refused as forged.
     markers::mark_probe_start();
-    let argv = argv(&cfg.workload)?;
-    if let Some(a) = &argv {
-        runner::resolve(&a[0])?;
-    }
-    if let Workload::Pid(pid) = cfg.workload
-        && !alive(pid)
-    {
-        anyhow::bail!("no process with pid {pid} to join");
-    }
+    let argv = preflight(&cfg)?;
     let host = host::detect();
     let sensors = sensors::discover(&cfg.sensors, &host);
     sensors.check_requested_gpus(cfg.sensors.gpus.as_deref())?;
@@ -138,41 +130,11 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     if let (Workload::Pid(pid), Some(t)) = (&cfg.workload, tracked.as_mut()) {
         track_tree(*pid, t);
     }
-    let mut status = sensors.status.clone();
-    status.extend(marker_status);
-    let mut meta = build_meta(
-        &cfg,
-        &host,
-        status,
-        sensors.gpus.clone(),
-        sensors.estimate_tdp_w,
-    );
-    for (k, v) in &marker_env {
-        match k.as_str() {
-            markers::ENV_MARKER_LIB => meta.marker_lib = Some(v.clone()),
-            eco2ai_marker::ENV_SOCKET => meta.marker_socket = Some(v.clone()),
-            _ => {}
-        }
-    }
-    // Checked in the config already; again here, where it is joined to a path.
-    eco2ai_trace::validate_run_id(&meta.run_id)?;
-    let dir = crate::job::run_dir(&cfg.out, &meta)?;
-    let writer = TraceWriter::create(&dir, meta)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let (writer, dir) = create_run(&cfg, &host, &sensors, marker_status, &marker_env)?;
     let signals = SignalForwarder::install()?;
     let errors = ErrorCounts::default();
     let (metrics, _server) = start_metrics(&cfg, writer.meta(), &host, errors.clone());
-    let _latency = match (&metrics, &cfg.metrics) {
-        (Some(state), Some(m)) if !m.latency_targets.is_empty() => Some(
-            crate::latency::Latency::start(
-                m.latency_targets.clone(),
-                state.clone(),
-                errors.clone(),
-            )
-            .context("starting the latency thread")?,
-        ),
-        _ => None,
-    };
+    let _latency = start_latency(&cfg, &metrics, &errors)?;
     let ranks = crate::job::steps_ranks(&steps);
     let recorder = Recorder::start(
         writer,
@@ -186,24 +148,18 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     if let Ok(mut p) = recorder.patch.lock() {
         p.ranks = ranks;
     }
-
-    let exit_code = match (argv, &cfg.workload) {
-        (Some(a), _) => match run_command(&a, &dir, marker_env, tracked, &recorder, &signals) {
-            Ok(code) => code,
-            Err(e) => {
-                let _ = recorder.stop();
-                return Err(e);
-            }
-        },
-        (None, Workload::Pid(pid)) => {
-            join_process(*pid, &recorder, &signals);
-            0
+    let launch = Launch {
+        argv,
+        dir: &dir,
+        marker_env,
+        tracked,
+    };
+    let exit_code = match run_workload(&cfg.workload, launch, &recorder, &signals) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = recorder.stop();
+            return Err(e);
         }
-        (None, Workload::Duration(d)) => {
-            signals.wait(*d);
-            0
-        }
-        (None, _) => 0,
     };
     if let Ok(mut p) = recorder.patch.lock() {
         p.exit_code = Some(exit_code);
@@ -214,6 +170,109 @@ pub fn record(cfg: RecordConfig) -> Result<Outcome> {
     Ok(Outcome {
         finished,
         exit_code,
+    })
+}
+
+/// The command line to run, resolved, or the process to join, alive: checked before
+/// any side effect.
+fn preflight(cfg: &RecordConfig) -> Result<Option<Vec<String>>> {
+    let argv = argv(&cfg.workload)?;
+    if let Some(a) = &argv {
+        runner::resolve(&a[0])?;
+    }
+    if let Workload::Pid(pid) = cfg.workload
+        && !alive(pid)
+    {
+        anyhow::bail!("no process with pid {pid} to join");
+    }
+    Ok(argv)
+}
+
+/// The run directory and its writer, meta.json naming the marker library and socket
+/// the command is told about.
+fn create_run(
+    cfg: &RecordConfig,
+    host: &Host,
+    sensors: &Sensors,
+    marker_status: Vec<SensorStatus>,
+    marker_env: &[(String, String)],
+) -> Result<(TraceWriter, PathBuf)> {
+    let mut status = sensors.status.clone();
+    status.extend(marker_status);
+    let mut meta = build_meta(
+        cfg,
+        host,
+        status,
+        sensors.gpus.clone(),
+        sensors.estimate_tdp_w,
+    );
+    for (k, v) in marker_env {
+        match k.as_str() {
+            markers::ENV_MARKER_LIB => meta.marker_lib = Some(v.clone()),
+            eco2ai_marker::ENV_SOCKET => meta.marker_socket = Some(v.clone()),
+            _ => {}
+        }
+    }
+    // Checked in the config already; again here, where it is joined to a path.
+    eco2ai_trace::validate_run_id(&meta.run_id)?;
+    let dir = crate::job::run_dir(&cfg.out, &meta)?;
+    let writer = TraceWriter::create(&dir, meta)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok((writer, dir))
+}
+
+/// The network latency thread, when there are live metrics and targets to measure.
+fn start_latency(
+    cfg: &RecordConfig,
+    metrics: &Option<Arc<Mutex<MetricsState>>>,
+    errors: &ErrorCounts,
+) -> Result<Option<crate::latency::Latency>> {
+    Ok(match (metrics, &cfg.metrics) {
+        (Some(state), Some(m)) if !m.latency_targets.is_empty() => Some(
+            crate::latency::Latency::start(
+                m.latency_targets.clone(),
+                state.clone(),
+                errors.clone(),
+            )
+            .context("starting the latency thread")?,
+        ),
+        _ => None,
+    })
+}
+
+/// What running the recorded command needs beyond the recorder.
+struct Launch<'a> {
+    argv: Option<Vec<String>>,
+    dir: &'a std::path::Path,
+    marker_env: Vec<(String, String)>,
+    tracked: Option<Tracked>,
+}
+
+/// Runs the command, joins the process or waits out the duration; the exit code.
+fn run_workload(
+    workload: &Workload,
+    launch: Launch<'_>,
+    recorder: &Recorder,
+    signals: &SignalForwarder,
+) -> Result<i32> {
+    Ok(match (launch.argv, workload) {
+        (Some(a), _) => run_command(
+            &a,
+            launch.dir,
+            launch.marker_env,
+            launch.tracked,
+            recorder,
+            signals,
+        )?,
+        (None, Workload::Pid(pid)) => {
+            join_process(*pid, recorder, signals);
+            0
+        }
+        (None, Workload::Duration(d)) => {
+            signals.wait(*d);
+            0
+        }
+        (None, _) => 0,
     })
 }
 
@@ -299,14 +358,6 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
         || format!("{} not found beside the probe", markers::LIB_NAME),
         |l| l.display().to_string(),
     );
-    let status = |note: String| {
-        vec![SensorStatus {
-            kind: "markers".into(),
-            name: "steps".into(),
-            used: true,
-            note,
-        }]
-    };
     let why_not = match (&lib, cfg.no_ebpf) {
         (_, true) => "--no-ebpf".to_string(),
         (None, false) => format!("no marker library to attach to ({lib_note})"),
@@ -318,13 +369,23 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
                 return Ok((
                     StepSource::Ebpf(Box::new(probe)),
                     env,
-                    status(note),
+                    markers_status(note),
                     Some(tracked),
                 ));
             }
             Err(e) => e.to_string(),
         },
     };
+    socket_setup(cfg, env, &lib_note, &why_not)
+}
+
+/// The marker socket, when eBPF is not used (`why_not`).
+fn socket_setup(
+    cfg: &RecordConfig,
+    mut env: Vec<(String, String)>,
+    lib_note: &str,
+    why_not: &str,
+) -> Result<MarkerSetup> {
     if !cfg.step_counters.is_empty() {
         eprintln!("eco2ai-probe: --uprobe counters need eBPF: not counted");
     }
@@ -346,7 +407,17 @@ fn marker_setup(cfg: &RecordConfig) -> Result<MarkerSetup> {
         "Unix socket {} (eBPF not used: {why_not}); library {lib_note}; per-process CPU from /proc",
         sock.env_value
     );
-    Ok((StepSource::Socket(sock), env, status(note), None))
+    Ok((StepSource::Socket(sock), env, markers_status(note), None))
+}
+
+/// meta.json's line for the step source.
+fn markers_status(note: String) -> Vec<SensorStatus> {
+    vec![SensorStatus {
+        kind: "markers".into(),
+        name: "steps".into(),
+        used: true,
+        note,
+    }]
 }
 
 fn run_command(

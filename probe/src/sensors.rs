@@ -57,11 +57,9 @@ fn status(kind: &str, name: &str, used: bool, note: impl Into<String>) -> Sensor
     }
 }
 
-fn discover_gpus(
-    cfg: &SensorConfig,
-    out: &mut Vec<SensorStatus>,
-) -> (Option<Arc<dyn GpuBackend>>, Vec<GpuInfo>) {
-    let backend: Arc<dyn GpuBackend> = match cfg.fake_gpus {
+/// The fake GPUs of `--fake-gpus`, else NVML; why not in `out` when there is none.
+fn gpu_backend(cfg: &SensorConfig, out: &mut Vec<SensorStatus>) -> Option<Arc<dyn GpuBackend>> {
+    match cfg.fake_gpus {
         Some(n) => {
             let clock = Arc::new(crate::clock::monotonic_ns);
             // Benchmarks make the fake cost what NVML costs (`h200`); see CallCost.
@@ -77,15 +75,26 @@ fn discover_gpus(
                 ));
                 CallCost::default()
             });
-            Arc::new(FakeGpus::new(n, clock, FakeScript::default()).with_cost(cost))
+            Some(Arc::new(
+                FakeGpus::new(n, clock, FakeScript::default()).with_cost(cost),
+            ))
         }
         None => match NvmlBackend::load() {
-            Ok(b) => Arc::new(b),
+            Ok(b) => Some(Arc::new(b)),
             Err(why) => {
                 out.push(status("nvml", "gpu", false, why));
-                return (None, Vec::new());
+                None
             }
         },
+    }
+}
+
+fn discover_gpus(
+    cfg: &SensorConfig,
+    out: &mut Vec<SensorStatus>,
+) -> (Option<Arc<dyn GpuBackend>>, Vec<GpuInfo>) {
+    let Some(backend) = gpu_backend(cfg, out) else {
+        return (None, Vec::new());
     };
     let all = match backend.devices() {
         Ok(all) => all,
