@@ -136,9 +136,16 @@ pub fn compact(stream: &Path, out: &Path, table: Table) -> Result<u64, TraceErro
     Ok(rows)
 }
 
+/// Rows per Parquet row group. The writer holds a whole row group's encoded pages until
+/// it ends, so this bounds what compaction adds to the probe's memory (a minute of RAPL
+/// at 1 kHz over five domains is 300,000 rows: +12.7 MB in one group, docs/benchmarks.md).
+pub const ROW_GROUP_ROWS: usize = 8_192;
+
 fn writer_props(table: Table) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_enabled(false)
         .set_key_value_metadata(Some(vec![
             KeyValue::new(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
             KeyValue::new(TABLE_KEY.to_string(), table.name().to_string()),

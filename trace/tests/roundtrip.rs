@@ -151,3 +151,29 @@ fn bad_runs_are_clear_errors() {
     let err = TraceWriter::create(&run_dir, Meta::new("r")).err().unwrap();
     assert!(err.to_string().contains("already exists"), "{err}");
 }
+
+/// Compaction writes row groups of at most `ROW_GROUP_ROWS` rows: the writer holds a
+/// whole row group in memory, so this bounds the probe's peak at each minute's compaction.
+#[test]
+fn compaction_bounds_its_row_groups_and_keeps_every_row() {
+    use eco2ai_trace::segment::{ROW_GROUP_ROWS, TableWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = TableWriter::create(tmp.path(), Table::Gpu).unwrap();
+    let n = 3 * ROW_GROUP_ROWS as i64 + 17;
+    w.write(&gpu_rows(0, n).to_batch().unwrap()).unwrap();
+    assert_eq!(w.rotate().unwrap(), n as u64);
+    let dir = tmp.path().join(Table::Gpu.name());
+    let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(fs::File::open(&file).unwrap()).unwrap();
+    use parquet::file::reader::FileReader;
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    assert!(groups.iter().all(|&r| r <= ROW_GROUP_ROWS as i64));
+    assert_eq!(groups.iter().sum::<i64>(), n);
+}
