@@ -5,6 +5,7 @@
 //! probe's CPU is its own (RUSAGE_SELF, kept in meta.json; wait4 would add the recorded
 //! tree's), split by thread from /proc/PID/task/*/schedstat.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -69,50 +70,54 @@ fn python_with_codecarbon() -> Result<PathBuf> {
     Ok(py)
 }
 
-pub fn bench(args: &[String]) -> Result<()> {
-    let mut seconds = 60u64;
-    let mut codecarbon = true;
-    let mut nvml_cost = "h200".to_string();
-    let mut probe_args: Vec<String> = Vec::new();
-    let mut probe_bin: Option<PathBuf> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--nvml-cost" => {
-                nvml_cost = it.next().context("--nvml-cost needs h200 or none")?.clone()
+/// `cargo xtask bench`'s flags.
+struct BenchArgs {
+    seconds: u64,
+    codecarbon: bool,
+    nvml_cost: String,
+    probe_args: Vec<String>,
+    probe_bin: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn parse(args: &[String]) -> Result<BenchArgs> {
+        let mut a = BenchArgs {
+            seconds: 60,
+            codecarbon: true,
+            nvml_cost: "h200".to_string(),
+            probe_args: Vec::new(),
+            probe_bin: None,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            match flag.as_str() {
+                "--nvml-cost" => {
+                    a.nvml_cost = it.next().context("--nvml-cost needs h200 or none")?.clone()
+                }
+                "--probe-bin" => {
+                    a.probe_bin = Some(it.next().context("--probe-bin needs a path")?.into())
+                }
+                "--probe-arg" => a
+                    .probe_args
+                    .push(it.next().context("--probe-arg needs a value")?.clone()),
+                "--seconds" => {
+                    a.seconds = it
+                        .next()
+                        .and_then(|s| s.parse().ok())
+                        .context("--seconds needs a number")?
+                }
+                "--no-codecarbon" => a.codecarbon = false,
+                other => bail!("unknown bench flag '{other}'"),
             }
-            "--probe-bin" => {
-                probe_bin = Some(it.next().context("--probe-bin needs a path")?.into())
-            }
-            "--probe-arg" => {
-                probe_args.push(it.next().context("--probe-arg needs a value")?.clone())
-            }
-            "--seconds" => {
-                seconds = it
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .context("--seconds needs a number")?
-            }
-            "--no-codecarbon" => codecarbon = false,
-            other => bail!("unknown bench flag '{other}'"),
         }
+        Ok(a)
     }
-    // --probe-bin: another build (its marker library beside it), for before/after.
-    let probe_bin = match probe_bin {
-        Some(p) => p,
-        None => {
-            cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "eco2ai-probe",
-                "-p",
-                "eco2ai-marker",
-            ])?;
-            root().join("target/release/eco2ai-probe")
-        }
-    };
-    let py = if codecarbon {
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let a = BenchArgs::parse(args)?;
+    let probe_bin = probe_bin(a.probe_bin.clone())?;
+    let py = if a.codecarbon {
         Some(python_with_codecarbon()?)
     } else {
         None
@@ -126,42 +131,102 @@ pub fn bench(args: &[String]) -> Result<()> {
     // A port of its own, so a probe another test runs on the default does not collide.
     let metrics_addr = format!("127.0.0.1:{}", 19_000 + std::process::id() % 1000);
     let started = std::time::Instant::now();
-    let probe = Command::new(&probe_bin)
-        .args(["record", "--out"])
-        .arg(&out)
-        .args(["--run-id", "bench", "--fake-gpus", "8", "--powercap-root"])
-        .arg(&tree.root)
-        .args(["--metrics-addr", &metrics_addr])
-        .args(&probe_args)
-        .arg("--")
-        .args(bench_load::workload_argv(seconds))
-        .env("ECO2AI_FAKE_NVML_COST", &nvml_cost)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the probe")?;
+    let probe = start_probe(&probe_bin, &out, &tree.root, &metrics_addr, &a)?;
     let threads = bench_load::ThreadCpu::start(probe.id());
     // The floor runs at the same time, so both see the same load on the machine.
+    let seconds = a.seconds;
     let floor = std::thread::spawn(move || timer_floor(seconds));
     let scraper = bench_load::Scraper::start(metrics_addr, Duration::from_secs(15));
     let cc = match &py {
-        Some(py) => Some(
-            Command::new(py)
-                .arg(root().join("xtask/codecarbon_bench.py"))
-                .args(["--seconds", &seconds.to_string(), "--out"])
-                .arg(out.join("codecarbon.json"))
-                .spawn()
-                .context("starting codecarbon")?,
-        ),
+        Some(py) => Some(start_codecarbon(py, a.seconds, &out)?),
         None => None,
     };
     let (code, probe_use) = wait_usage(probe, started)?;
     let by_thread = threads.finish();
-    let (scrapes, scraped_bytes) = scraper.finish();
+    let scraped = scraper.finish();
     if code != 0 {
         bail!("the probe exited with {code}");
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("bench/meta.json"))?)?;
+    let mut report = probe_report(&meta, probe_use, &by_thread, scraped, &a);
+    let floor = floor
+        .join()
+        .map_err(|_| anyhow::anyhow!("the floor thread panicked"))??;
+    report.push(line(
+        "floor: an empty 1 kHz sleep loop, same time",
+        floor,
+        0,
+    ));
+    if let Some(cc) = cc {
+        report.extend(codecarbon_report(cc, started, &out)?);
+    }
+    let text = report.join("\n");
+    println!("{text}");
+    std::fs::write(out.join("bench.txt"), format!("{text}\n"))?;
+    Ok(())
+}
+
+/// `--probe-bin`: another build (its marker library beside it), for before/after;
+/// else this tree's, built in the release profile.
+fn probe_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match given {
+        Some(p) => p,
+        None => {
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "eco2ai-probe",
+                "-p",
+                "eco2ai-marker",
+            ])?;
+            root().join("target/release/eco2ai-probe")
+        }
+    })
+}
+
+/// The probe recording the load with 8 fake GPUs at NVML's cost and the fake RAPL tree.
+fn start_probe(
+    bin: &Path,
+    out: &Path,
+    powercap: &Path,
+    metrics_addr: &str,
+    a: &BenchArgs,
+) -> Result<Child> {
+    Command::new(bin)
+        .args(["record", "--out"])
+        .arg(out)
+        .args(["--run-id", "bench", "--fake-gpus", "8", "--powercap-root"])
+        .arg(powercap)
+        .args(["--metrics-addr", metrics_addr])
+        .args(&a.probe_args)
+        .arg("--")
+        .args(bench_load::workload_argv(a.seconds))
+        .env("ECO2AI_FAKE_NVML_COST", &a.nvml_cost)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the probe")
+}
+
+fn start_codecarbon(py: &Path, seconds: u64, out: &Path) -> Result<Child> {
+    Command::new(py)
+        .arg(root().join("xtask/codecarbon_bench.py"))
+        .args(["--seconds", &seconds.to_string(), "--out"])
+        .arg(out.join("codecarbon.json"))
+        .spawn()
+        .context("starting codecarbon")
+}
+
+/// The probe's lines: its own CPU and peak RSS (from meta.json), rows, scrapes, and
+/// each thread's CPU.
+fn probe_report(
+    meta: &serde_json::Value,
+    probe_use: Usage,
+    by_thread: &BTreeMap<String, u64>,
+    (scrapes, scraped_bytes): (u64, u64),
+    a: &BenchArgs,
+) -> Vec<String> {
     let rows: u64 = meta["rows"]
         .as_object()
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
@@ -178,7 +243,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         ..probe_use
     };
     let mut report = vec![line(
-        &format!("eco2ai-probe (8 GPUs, nvml cost {nvml_cost})"),
+        &format!("eco2ai-probe (8 GPUs, nvml cost {})", a.nvml_cost),
         probe_use,
         rows,
     )];
@@ -187,42 +252,33 @@ pub fn bench(args: &[String]) -> Result<()> {
         meta["rows"], meta["dropped_rows"], meta["sensor_errors"]
     ));
     report.push(format!(
-        "  probe args: {probe_args:?}; steps from: {}",
-        steps_note(&meta)
+        "  probe args: {:?}; steps from: {}",
+        a.probe_args,
+        steps_note(meta)
     ));
-    for (name, ns) in &by_thread {
+    for (name, ns) in by_thread {
         report.push(format!(
             "  thread {name:<16} cpu {:>7.3} s ({:>6.3}% of one core)",
             *ns as f64 / 1e9,
             100.0 * *ns as f64 / 1e9 / probe_use.wall_s.max(1e-9)
         ));
     }
-    let floor = floor
-        .join()
-        .map_err(|_| anyhow::anyhow!("the floor thread panicked"))??;
-    report.push(line(
-        "floor: an empty 1 kHz sleep loop, same time",
-        floor,
-        0,
-    ));
-    if let Some(cc) = cc {
-        let (code, cc_use) = wait_usage(cc, started)?;
-        if code != 0 {
-            bail!("codecarbon exited with {code}");
-        }
-        let res: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("codecarbon.json"))?)?;
-        let samples = res["measurements"].as_u64().unwrap_or(0);
-        report.push(line("codecarbon (measure_power_secs=1)", cc_use, samples));
-        report.push(format!(
-            "  codecarbon: {}",
-            res["note"].as_str().unwrap_or("")
-        ));
+    report
+}
+
+/// codecarbon's lines, once it has ended.
+fn codecarbon_report(cc: Child, started: std::time::Instant, out: &Path) -> Result<Vec<String>> {
+    let (code, cc_use) = wait_usage(cc, started)?;
+    if code != 0 {
+        bail!("codecarbon exited with {code}");
     }
-    let text = report.join("\n");
-    println!("{text}");
-    std::fs::write(out.join("bench.txt"), format!("{text}\n"))?;
-    Ok(())
+    let res: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("codecarbon.json"))?)?;
+    let samples = res["measurements"].as_u64().unwrap_or(0);
+    Ok(vec![
+        line("codecarbon (measure_power_secs=1)", cc_use, samples),
+        format!("  codecarbon: {}", res["note"].as_str().unwrap_or("")),
+    ])
 }
 
 /// Where the run's steps and per-process CPU came from (eBPF or the socket).

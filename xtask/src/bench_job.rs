@@ -5,7 +5,7 @@
 //! each one's per-step energies are checked against the generator's truth, and the
 //! analyzer's clock offsets against the injected ones.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -140,48 +140,16 @@ pub fn bench_job(args: &[String]) -> Result<()> {
         build.push("--release");
     }
     cargo(&build)?;
-    let bin = root().join("target").join(profile).join("eco2ai-analyze");
-    let base = root().join("target/bench-job");
-    std::fs::create_dir_all(&base)?;
-    let py = python::ensure_venv()?;
-    let script = root().join("scripts/bench_job_duckdb.py");
+    let sides = Sides {
+        bin: root().join("target").join(profile).join("eco2ai-analyze"),
+        py: python::ensure_venv()?,
+        script: root().join("scripts/bench_job_duckdb.py"),
+        base: root().join("target/bench-job"),
+    };
+    std::fs::create_dir_all(&sides.base)?;
     let mut lines = Vec::new();
     for &nodes in &f.nodes {
-        let (job, truth) = generate(&bin, &base, nodes, &f)?;
-        let (ours_out, duck_csv) = (
-            base.join(format!("ours-{nodes}")),
-            base.join(format!("duckdb-{nodes}.csv")),
-        );
-        let (mut ours, mut duck): (Vec<Usage>, Vec<Usage>) = (Vec::new(), Vec::new());
-        for round in 1..=f.rounds {
-            eprintln!(
-                "xtask: {nodes} nodes, round {round}/{}: eco2ai-analyze job",
-                f.rounds
-            );
-            let mut cmd = Command::new(&bin);
-            cmd.args(["job", "--format", "json", "--out"])
-                .arg(&ours_out)
-                .arg(&job);
-            ours.push(timed(&mut cmd, &base.join(format!("ours-{nodes}.json")))?);
-            eprintln!("xtask: {nodes} nodes, round {round}/{}: DuckDB", f.rounds);
-            let mut cmd = Command::new(&py);
-            cmd.arg(&script).arg("query").arg(&job).arg(&duck_csv);
-            duck.push(timed(&mut cmd, &base.join(format!("duckdb-{nodes}.json")))?);
-        }
-        let out = Command::new(&py)
-            .arg(&script)
-            .arg("compare")
-            .args([&ours_out.join("steps.csv"), &duck_csv, &truth])
-            .output()
-            .context("comparing per-step energies")?;
-        if !out.status.success() {
-            bail!("compare failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let errors: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            base.join(format!("ours-{nodes}.json")),
-        )?)?;
-        lines.push(line(nodes, &f, &job, (&ours, &duck), &report, &errors));
+        lines.push(bench_nodes(&sides, nodes, &f)?);
     }
     println!(
         "bench-job: {} GPUs/node x {} s, power polled every 20 ms; {} profile; {} cores",
@@ -197,6 +165,59 @@ pub fn bench_job(args: &[String]) -> Result<()> {
         println!("{l}");
     }
     Ok(())
+}
+
+/// The two sides measured and where they write.
+struct Sides {
+    /// eco2ai-analyze.
+    bin: PathBuf,
+    /// The venv's python with DuckDB, and its script.
+    py: PathBuf,
+    script: PathBuf,
+    base: PathBuf,
+}
+
+/// One job of `nodes` nodes: generated, analysed by both sides `f.rounds` times, their
+/// per-step energies compared with the truth; its table line.
+fn bench_nodes(x: &Sides, nodes: u32, f: &Flags) -> Result<String> {
+    let (job, truth) = generate(&x.bin, &x.base, nodes, f)?;
+    let (ours_out, duck_csv) = (
+        x.base.join(format!("ours-{nodes}")),
+        x.base.join(format!("duckdb-{nodes}.csv")),
+    );
+    let (mut ours, mut duck): (Vec<Usage>, Vec<Usage>) = (Vec::new(), Vec::new());
+    for round in 1..=f.rounds {
+        eprintln!(
+            "xtask: {nodes} nodes, round {round}/{}: eco2ai-analyze job",
+            f.rounds
+        );
+        let mut cmd = Command::new(&x.bin);
+        cmd.args(["job", "--format", "json", "--out"])
+            .arg(&ours_out)
+            .arg(&job);
+        ours.push(timed(&mut cmd, &x.base.join(format!("ours-{nodes}.json")))?);
+        eprintln!("xtask: {nodes} nodes, round {round}/{}: DuckDB", f.rounds);
+        let mut cmd = Command::new(&x.py);
+        cmd.arg(&x.script).arg("query").arg(&job).arg(&duck_csv);
+        duck.push(timed(
+            &mut cmd,
+            &x.base.join(format!("duckdb-{nodes}.json")),
+        )?);
+    }
+    let out = Command::new(&x.py)
+        .arg(&x.script)
+        .arg("compare")
+        .args([&ours_out.join("steps.csv"), &duck_csv, &truth])
+        .output()
+        .context("comparing per-step energies")?;
+    if !out.status.success() {
+        bail!("compare failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let errors: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        x.base.join(format!("ours-{nodes}.json")),
+    )?)?;
+    Ok(line(nodes, f, &job, (&ours, &duck), &report, &errors))
 }
 
 fn line(

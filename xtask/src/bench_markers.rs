@@ -23,58 +23,68 @@ pub fn marker_loop(args: &[String]) -> Result<()> {
             .and_then(|s| s.parse().ok())
             .context("marker-loop: bad number")
     };
-    let step = |i: u64| Eco2aiStep {
+    let json = match args.first().map(String::as_str) {
+        Some("time") => time_markers(&m, num(1)?),
+        Some("paced") => paced_markers(&m, num(1)?, num(2)?),
+        _ => bail!("marker-loop time N | paced RATE SECONDS"),
+    };
+    println!("{json}");
+    Ok(())
+}
+
+/// The step a loop marks: a training step's usual fields.
+fn bench_step(i: u64) -> Eco2aiStep {
+    Eco2aiStep {
         step: i,
         samples: 8,
         tokens: 8 * 512,
         loss: 1.0,
         lr: 1e-4,
         epoch: 0.0,
-    };
-    match args.first().map(String::as_str) {
-        Some("time") => {
-            let n = num(1)?;
-            let t = Instant::now();
-            for i in 0..n {
-                (m.begin)(i);
-                let s = step(i);
-                // SAFETY: a valid step struct that outlives the call.
-                unsafe { (m.end)(&s) };
-            }
-            let per_marker = t.elapsed().as_nanos() as f64 / (2 * n) as f64;
-            let t = Instant::now();
-            let mut acc = 0;
-            for _ in 0..n {
-                acc += (m.lost)();
-            }
-            let per_empty = t.elapsed().as_nanos() as f64 / n as f64;
-            println!(
-                "{{\"ns_per_marker\": {per_marker:.1}, \"ns_per_lost_call\": {per_empty:.1}, \"lost\": {acc}}}"
-            );
-        }
-        Some("paced") => {
-            let (rate, secs) = (num(1)?, num(2)?);
-            let steps = rate * secs / 2;
-            let period = Duration::from_secs_f64(2.0 / rate as f64);
-            let start = Instant::now();
-            for i in 0..steps {
-                while start.elapsed() < period * i as u32 {
-                    std::hint::spin_loop();
-                }
-                (m.begin)(i);
-                let s = step(i);
-                // SAFETY: as above.
-                unsafe { (m.end)(&s) };
-            }
-            let achieved = 2.0 * steps as f64 / start.elapsed().as_secs_f64();
-            println!(
-                "{{\"steps\": {steps}, \"markers_per_s\": {achieved:.0}, \"lost\": {}}}",
-                (m.lost)()
-            );
-        }
-        _ => bail!("marker-loop time N | paced RATE SECONDS"),
     }
-    Ok(())
+}
+
+/// `n` steps as fast as they go, then `n` empty calls: ns per call of each.
+fn time_markers(m: &MarkerFns, n: u64) -> String {
+    let t = Instant::now();
+    for i in 0..n {
+        (m.begin)(i);
+        let s = bench_step(i);
+        // SAFETY: a valid step struct that outlives the call.
+        unsafe { (m.end)(&s) };
+    }
+    let per_marker = t.elapsed().as_nanos() as f64 / (2 * n) as f64;
+    let t = Instant::now();
+    let mut acc = 0;
+    for _ in 0..n {
+        acc += (m.lost)();
+    }
+    let per_empty = t.elapsed().as_nanos() as f64 / n as f64;
+    format!(
+        "{{\"ns_per_marker\": {per_marker:.1}, \"ns_per_lost_call\": {per_empty:.1}, \"lost\": {acc}}}"
+    )
+}
+
+/// Steps at `rate` markers per second for `secs` seconds: the steps marked, the rate
+/// achieved.
+fn paced_markers(m: &MarkerFns, rate: u64, secs: u64) -> String {
+    let steps = rate * secs / 2;
+    let period = Duration::from_secs_f64(2.0 / rate as f64);
+    let start = Instant::now();
+    for i in 0..steps {
+        while start.elapsed() < period * i as u32 {
+            std::hint::spin_loop();
+        }
+        (m.begin)(i);
+        let s = bench_step(i);
+        // SAFETY: a valid step struct that outlives the call.
+        unsafe { (m.end)(&s) };
+    }
+    let achieved = 2.0 * steps as f64 / start.elapsed().as_secs_f64();
+    format!(
+        "{{\"steps\": {steps}, \"markers_per_s\": {achieved:.0}, \"lost\": {}}}",
+        (m.lost)()
+    )
 }
 
 fn json_out(cmd: &mut Command) -> Result<serde_json::Value> {
@@ -144,7 +154,16 @@ pub fn bench_markers(_args: &[String]) -> Result<()> {
         p["ns_per_marker"]
     ));
     let paced = under_probe(&["paced", "100000", "3"])?;
-    let run_dir = std::fs::read_dir(&out)?
+    report.push(paced_line(&out, &paced)?);
+    let _ = std::fs::remove_dir_all(&out);
+    let text = report.join("\n");
+    println!("{text}");
+    Ok(())
+}
+
+/// What the paced run recorded against what it marked, and where its steps came from.
+fn paced_line(out: &std::path::Path, paced: &serde_json::Value) -> Result<String> {
+    let run_dir = std::fs::read_dir(out)?
         .flatten()
         .map(|e| e.path())
         .max()
@@ -165,12 +184,8 @@ pub fn bench_markers(_args: &[String]) -> Result<()> {
         .find(|s| s.kind == "markers")
         .map(|s| s.note.clone())
         .unwrap_or_default();
-    report.push(format!(
+    Ok(format!(
         "paced:           {} markers/s achieved, {} steps marked, {steps} recorded, {lost} events lost ({source})",
         paced["markers_per_s"], paced["steps"]
-    ));
-    let _ = std::fs::remove_dir_all(&out);
-    let text = report.join("\n");
-    println!("{text}");
-    Ok(())
+    ))
 }

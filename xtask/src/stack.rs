@@ -145,6 +145,39 @@ fn wait_ready(addrs: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Alertmanager and Prometheus on their addresses; a child started before a failure is
+/// stopped with the returned (or dropped) `Stack`.
+fn local_stack(dir: &Path, prom_addr: &str, am_addr: &str, quiet: bool) -> Result<Stack> {
+    let d = |p: &str| dir.join(p).display().to_string();
+    let mut stack = Stack {
+        children: Vec::new(),
+    };
+    stack.children.push(spawn(
+        "alertmanager",
+        "/usr/bin/prometheus-alertmanager",
+        &[
+            format!("--config.file={}", d("alertmanager.yml")),
+            format!("--storage.path={}", d("alertmanager-data")),
+            format!("--web.listen-address={am_addr}"),
+            "--cluster.listen-address=".into(),
+        ],
+        quiet,
+    )?);
+    stack.children.push(spawn(
+        "prometheus",
+        "/usr/bin/prometheus",
+        &[
+            format!("--config.file={}", d("prometheus.yml")),
+            format!("--storage.tsdb.path={}", d("prometheus-data")),
+            "--storage.tsdb.retention.time=90d".into(),
+            "--storage.tsdb.retention.size=50GB".into(),
+            format!("--web.listen-address={prom_addr}"),
+        ],
+        quiet,
+    )?);
+    Ok(stack)
+}
+
 pub fn stack(args: &[String]) -> Result<()> {
     let Flags {
         probe,
@@ -160,33 +193,7 @@ pub fn stack(args: &[String]) -> Result<()> {
         ("127.0.0.1:9090", "127.0.0.1:9093", "127.0.0.1:9095")
     };
     configs(&dir, &probe, am_addr, secrets.as_deref())?;
-    let d = |p: &str| dir.join(p).display().to_string();
-    let mut stack = Stack {
-        children: Vec::new(),
-    };
-    stack.children.push(spawn(
-        "alertmanager",
-        "/usr/bin/prometheus-alertmanager",
-        &[
-            format!("--config.file={}", d("alertmanager.yml")),
-            format!("--storage.path={}", d("alertmanager-data")),
-            format!("--web.listen-address={am_addr}"),
-            "--cluster.listen-address=".into(),
-        ],
-        check,
-    )?);
-    stack.children.push(spawn(
-        "prometheus",
-        "/usr/bin/prometheus",
-        &[
-            format!("--config.file={}", d("prometheus.yml")),
-            format!("--storage.tsdb.path={}", d("prometheus-data")),
-            "--storage.tsdb.retention.time=90d".into(),
-            "--storage.tsdb.retention.size=50GB".into(),
-            format!("--web.listen-address={prom_addr}"),
-        ],
-        check,
-    )?);
+    let mut stack = local_stack(&dir, prom_addr, am_addr, check)?;
     if global {
         stack
             .children
