@@ -3,6 +3,7 @@
 //! sample to a [`Sink`]: the Prometheus text format here, OpenMetrics with timestamps and
 //! remote_write in the analyzer. One renderer, so live and replayed metrics cannot drift.
 
+pub mod phases;
 pub mod proto;
 pub mod render;
 pub mod server;
@@ -10,6 +11,7 @@ pub mod state;
 pub mod text;
 pub mod web_config;
 
+pub use phases::{LivePhases, PhaseTotals};
 pub use render::{Kind, Sink, render};
 pub use server::MetricsServer;
 pub use state::{GpuLive, MetricsState, RunInfo};

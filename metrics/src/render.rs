@@ -122,6 +122,7 @@ fn render_families<S: Sink + ?Sized>(
         (kwh > 0.0 && s.samples > 0).then(|| s.samples as f64 / kwh),
     );
     training(o, s);
+    phases(o, s);
     cost(o, s, kwh, rate_kwh_h, now_unix_s);
     housekeeping(o, s, errors);
 }
@@ -360,6 +361,35 @@ fn training<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
         &p,
         s.efficiency_score(),
     );
+}
+
+/// Per named phase (eval, checkpoint, users' own; at most 16 names, then `other`):
+/// span-seconds and the devices' energy while a span was open. Absent until a span
+/// has ended; `train` is what lies outside the spans and is not a series here.
+fn phases<S: Sink + ?Sized>(o: &mut S, s: &MetricsState) {
+    let project = s.info.project.as_str();
+    type Get = fn(&crate::PhaseTotals) -> f64;
+    let families: [(&str, &str, Get); 2] = [
+        (
+            "phase_seconds_total",
+            "Seconds spent in named phase spans (summed over processes)",
+            |t| t.seconds,
+        ),
+        (
+            "phase_energy_joules_total",
+            "Energy of the run's devices while a named phase span was open (PUE applied), J",
+            |t| t.energy_j,
+        ),
+    ];
+    if s.phases.totals().next().is_none() {
+        return;
+    }
+    for (name, help, get) in families {
+        o.family(name, Kind::Counter, help);
+        for (phase, t) in s.phases.totals() {
+            o.sample(name, &[("project_name", project), ("phase", phase)], get(t));
+        }
+    }
 }
 
 fn cost<S: Sink + ?Sized>(

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use eco2ai_trace::{Meta, Rows, cpu_total_j, phase};
 
+use crate::phases::LivePhases;
+
 /// Labels and prices of the run, fixed at start.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
@@ -69,6 +71,28 @@ pub struct GpuLive {
     pub util: Option<u32>,
     pub energy_j: f64,
     pub last_ts_ns: i64,
+    /// The integral of the power samples, J: what a phase span's energy is measured
+    /// with, since the counter (`energy_j`) is read only every 30 s.
+    pub power_j: f64,
+    /// The last power sample (ts_ns, W).
+    power_at: Option<(i64, f64)>,
+}
+
+/// Power samples further apart than this are a gap (a GPU not answering), not energy.
+const MAX_POWER_GAP_NS: i64 = 10_000_000_000;
+
+impl GpuLive {
+    fn power_sample(&mut self, ts_ns: i64, w: f64) {
+        if let Some((t0, w0)) = self.power_at {
+            if ts_ns <= t0 {
+                return;
+            }
+            if ts_ns - t0 <= MAX_POWER_GAP_NS {
+                self.power_j += w0 * (ts_ns - t0) as f64 / 1e9;
+            }
+        }
+        self.power_at = Some((ts_ns, w));
+    }
 }
 
 /// (ts_ns, energy J so far, samples so far), one a second.
@@ -93,6 +117,8 @@ pub struct MetricsState {
     pub latency_ms: BTreeMap<String, f64>,
     history: VecDeque<Point>,
     best_samples_per_kwh: f64,
+    /// Seconds and energy per named phase (`phases.rs`).
+    pub phases: LivePhases,
 }
 
 const WINDOW_NS: i64 = 60_000_000_000;
@@ -111,6 +137,9 @@ impl MetricsState {
                 for r in v {
                     let g = self.gpus.entry(r.gpu).or_default();
                     g.power_w = r.power_mw.map(|p| p as f64 / 1e3).or(g.power_w);
+                    if let Some(mw) = r.power_mw {
+                        g.power_sample(r.ts_ns, mw as f64 / 1e3);
+                    }
                     g.temp_c = r.temp_c.or(g.temp_c);
                     g.mem_used = r.mem_used_bytes.or(g.mem_used);
                     g.mem_total = r.mem_total_bytes.or(g.mem_total);
@@ -120,6 +149,7 @@ impl MetricsState {
                     }
                     g.last_ts_ns = g.last_ts_ns.max(r.ts_ns);
                     self.last_ts_ns = self.last_ts_ns.max(r.ts_ns);
+                    self.note_phase_energy();
                 }
             }
             Rows::Cpu(v) => {
@@ -133,6 +163,7 @@ impl MetricsState {
                     }
                     slot.0 = now;
                     self.last_ts_ns = self.last_ts_ns.max(r.ts_ns);
+                    self.note_phase_energy();
                 }
             }
             Rows::Steps(v) => {
@@ -146,12 +177,14 @@ impl MetricsState {
                     self.loss = r.loss.or(self.loss);
                     self.lr = r.lr.or(self.lr);
                     self.epoch = r.epoch.or(self.epoch);
+                    self.phases.clock(r.end_ns);
                 }
             }
             Rows::Evals(v) => {
                 self.eval_loss = v.iter().rev().find_map(|r| r.eval_loss).or(self.eval_loss)
             }
-            Rows::Procs(_) | Rows::Phases(_) => {}
+            Rows::Phases(v) => self.phases.spans(v),
+            Rows::Procs(_) => {}
         }
         self.remember();
     }
@@ -178,6 +211,20 @@ impl MetricsState {
     /// Facility energy (PUE applied), J.
     pub fn energy_j(&self) -> f64 {
         (self.gpu_energy_j() + self.cpu_energy_j()) * self.info.pue
+    }
+
+    /// Facility energy as phase spans measure it, J: each GPU's power integral (it moves
+    /// with the 20 ms samples, not the 30 s counter) plus the CPU counters, PUE applied.
+    pub fn phase_energy_j(&self) -> f64 {
+        let gpu: f64 = self.gpus.values().map(|g| g.power_j).sum();
+        (gpu + self.cpu_energy_j()) * self.info.pue
+    }
+
+    /// A point of the cumulative energy phase spans are measured against, per row (the
+    /// history keeps one per 0.1 s), so a batch's rows resolve the same live and replayed.
+    fn note_phase_energy(&mut self) {
+        let j = self.phase_energy_j();
+        self.phases.energy(self.last_ts_ns, j);
     }
 
     /// CPU power over the last second, from the domains the CPU total counts.

@@ -14,7 +14,7 @@ use aya_ebpf::programs::{ProbeContext, TracePointContext};
 use core::intrinsics::AtomicOrdering;
 use eco2ai_probe_common::{
     CONFIG_COUNTERS, CONFIG_FORK_CHILD_PID_OFFSET, CONFIG_LEN, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, COUNTERS_LEN,
-    KIND_BEGIN, KIND_END, KIND_EVAL, KIND_LOG, KIND_SYNC, MAX_STEP_COUNTERS, MAX_TRACKED, MarkerEvent, RING_BYTES, RingEvent, StepArgs,
+    KIND_BEGIN, KIND_END, KIND_EVAL, KIND_LOG, KIND_PHASE_BEGIN, KIND_PHASE_END, KIND_SYNC, MAX_STEP_COUNTERS, MAX_TRACKED, MarkerEvent, RING_BYTES, RingEvent, StepArgs,
     count_key,
 };
 
@@ -208,6 +208,26 @@ pub fn step_log_bits(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn step_sync(_ctx: ProbeContext) -> u32 {
     if let Some(ev) = base_event(KIND_SYNC) {
+        emit(&ev);
+    }
+    0
+}
+
+/// `eco2ai_phase_bits(kind, w0, w1, w2, w3)`: the packed phase name arrives as four
+/// register words, stored in order over samples..lr (`offsets::PHASE_NAME`), so no
+/// string is read from user memory. Kinds other than 6 and 7 are dropped here; the
+/// probe checks the name.
+#[uprobe]
+pub fn phase_bits(ctx: ProbeContext) -> u32 {
+    let kind = ctx.arg::<u64>(0).unwrap_or(0);
+    if kind != KIND_PHASE_BEGIN as u64 && kind != KIND_PHASE_END as u64 {
+        return 0;
+    }
+    if let Some(mut ev) = base_event(kind as u32) {
+        ev.samples = ctx.arg::<u64>(1).unwrap_or(0);
+        ev.tokens = ctx.arg::<u64>(2).unwrap_or(0);
+        ev.loss_bits = ctx.arg::<u64>(3).unwrap_or(0);
+        ev.lr_bits = ctx.arg::<u64>(4).unwrap_or(0);
         emit(&ev);
     }
     0

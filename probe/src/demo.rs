@@ -2,6 +2,8 @@
 //! (warm-up, training steps with a data-loading pause, an evaluation pass, a checkpoint
 //! save, more training, idle at the end), so that a fresh machine has something that
 //! looks like training to record. Run as the recorded command, like any user workload.
+//! The evaluation pass and the checkpoint save are marked as `eval` and `checkpoint`
+//! phase spans (`eco2ai_phase_begin/end`); warm-up steps are training steps.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -115,6 +117,13 @@ impl Trainer<'_> {
         }
     }
 
+    /// Marks the begin or end of a named phase span, where the library has phases.
+    fn mark(&self, begin: bool, name: &std::ffi::CStr) {
+        if let Some(m) = &self.markers {
+            m.phase(begin, name);
+        }
+    }
+
     /// Runs one phase for `span`.
     fn phase(&mut self, phase: Phase, span: Duration, index: usize) {
         let start = Instant::now();
@@ -132,6 +141,7 @@ impl Trainer<'_> {
                 }
             }
             Phase::Eval => {
+                self.mark(true, c"eval");
                 let mut batch = 0u64;
                 while start.elapsed() < span {
                     batch += 1;
@@ -140,8 +150,13 @@ impl Trainer<'_> {
                 if let Some(m) = &self.markers {
                     (m.eval)(self.step, self.loss() * 1.1);
                 }
+                self.mark(false, c"eval");
             }
-            Phase::Checkpoint => checkpoint(span, index),
+            Phase::Checkpoint => {
+                self.mark(true, c"checkpoint");
+                checkpoint(span, index);
+                self.mark(false, c"checkpoint");
+            }
             Phase::Idle => std::thread::sleep(span.saturating_sub(start.elapsed())),
         }
     }

@@ -271,6 +271,10 @@ impl EbpfProbe {
         if let Err(e) = attach_uprobe(&mut ebpf, "step_sync", "eco2ai_step_sync", &lib) {
             eprintln!("eco2ai-probe: {e}; steps will have no sync_ns");
         }
+        // Likewise a library from before phases: every step is then `train`.
+        if let Err(e) = attach_uprobe(&mut ebpf, "phase_bits", "eco2ai_phase_bits", &lib) {
+            eprintln!("eco2ai-probe: {e}; no phases will be recorded");
+        }
         attach_tracepoint(&mut ebpf, "sched_switch", "sched")?;
         attach_tracepoint(&mut ebpf, "sched_process_fork", "sched")?;
         let tracked = Tracked(take(&mut ebpf, "TRACKED")?);

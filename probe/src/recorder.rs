@@ -70,8 +70,15 @@ impl Totals {
                 self.steps += v.len() as u64;
                 // Saturating: counts come from other processes (the pairing bounds
                 // them, but a sum must not be what panics the writer).
+                // live.json's samples are training samples (samples/kWh): an eval
+                // step's (phase set, not train) are left out.
                 self.samples = v
                     .iter()
+                    .filter(|r| {
+                        r.phase
+                            .as_deref()
+                            .is_none_or(|p| p == eco2ai_trace::phase::TRAIN)
+                    })
                     .filter_map(|r| r.samples)
                     .fold(self.samples, u64::saturating_add);
                 self.last_step = v.last().map(|r| r.step).or(self.last_step);

@@ -153,6 +153,7 @@ pub fn record_demo(built: &Built, plan: &DemoPlan) -> Result<DemoResult> {
         .with_context(|| format!("reading {}", dir.join("report.json").display()))?;
     let report: Value = serde_json::from_str(&json).context("report.json is not JSON")?;
     check_report(&report)?;
+    check_phases(&run_dir)?;
     Ok(DemoResult {
         run_dir,
         report,
@@ -182,6 +183,34 @@ pub fn check_report(r: &Value) -> Result<()> {
     ] {
         if !present(v) {
             bail!("the demo's report has no {what} ({steps} steps): {v}");
+        }
+    }
+    Ok(())
+}
+
+/// The demo marks its evaluation pass and its checkpoint save as phase spans: the run
+/// must hold an `eval` and a `checkpoint` row, each with a positive length.
+pub fn check_phases(run_dir: &Path) -> Result<()> {
+    use eco2ai_trace::phase::{CHECKPOINT, EVAL};
+    let run = eco2ai_trace::Run::open(run_dir)
+        .with_context(|| format!("opening {}", run_dir.display()))?;
+    let table = run
+        .read_table(eco2ai_trace::Table::Phases)
+        .context("reading the phases table")?;
+    let rows: Vec<_> = table
+        .batches
+        .iter()
+        .flat_map(eco2ai_trace::from_batch::phase_rows)
+        .collect();
+    for name in [EVAL, CHECKPOINT] {
+        if !rows
+            .iter()
+            .any(|r| &*r.name == name && r.end_ns > r.begin_ns)
+        {
+            bail!(
+                "the demo's run has no {name} phase row ({} phase rows): the demo marks its {name} span",
+                rows.len()
+            );
         }
     }
     Ok(())

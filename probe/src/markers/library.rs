@@ -25,6 +25,27 @@ pub struct MarkerFns {
     pub end: unsafe extern "C" fn(*const eco2ai_marker::Eco2aiStep),
     pub eval: extern "C" fn(u64, f64),
     pub lost: extern "C" fn() -> u64,
+    /// `eco2ai_phase_begin/end`; None in a library from before phases.
+    pub phase_begin: Option<PhaseFn>,
+    pub phase_end: Option<PhaseFn>,
+}
+
+/// `void eco2ai_phase_begin(const char *name)` and its end twin.
+pub type PhaseFn = unsafe extern "C" fn(*const std::ffi::c_char);
+
+impl MarkerFns {
+    /// Marks the begin (`begin`) or end of phase `name`, where the library has phases.
+    pub fn phase(&self, begin: bool, name: &std::ffi::CStr) {
+        let f = if begin {
+            self.phase_begin
+        } else {
+            self.phase_end
+        };
+        if let Some(f) = f {
+            // SAFETY: a NUL-terminated string that outlives the call.
+            unsafe { f(name.as_ptr()) };
+        }
+    }
 }
 
 fn sym(lib: *mut std::ffi::c_void, name: &std::ffi::CStr) -> Option<*mut std::ffi::c_void> {
@@ -48,6 +69,12 @@ impl MarkerFns {
             sym(lib, c"eco2ai_step_end")?,
         );
         let (v, l) = (sym(lib, c"eco2ai_eval")?, sym(lib, c"eco2ai_marker_lost")?);
+        let phase = |name: &std::ffi::CStr| {
+            // SAFETY: the symbol has exactly this C signature (eco2ai_marker.h).
+            sym(lib, name)
+                .map(|p| unsafe { std::mem::transmute::<*mut std::ffi::c_void, PhaseFn>(p) })
+        };
+        let (phase_begin, phase_end) = (phase(c"eco2ai_phase_begin"), phase(c"eco2ai_phase_end"));
         type End = unsafe extern "C" fn(*const eco2ai_marker::Eco2aiStep);
         // SAFETY: these symbols have exactly these C signatures (marker/include/eco2ai_marker.h).
         unsafe {
@@ -56,6 +83,8 @@ impl MarkerFns {
                 end: std::mem::transmute::<*mut std::ffi::c_void, End>(e),
                 eval: std::mem::transmute::<*mut std::ffi::c_void, extern "C" fn(u64, f64)>(v),
                 lost: std::mem::transmute::<*mut std::ffi::c_void, extern "C" fn() -> u64>(l),
+                phase_begin,
+                phase_end,
             })
         }
     }

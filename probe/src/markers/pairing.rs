@@ -4,11 +4,12 @@
 //! map and the held rows capped. A refused event is counted, never a panic.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use eco2ai_marker::wire::{Event, EventKind};
 use eco2ai_trace::{EvalRow, StepRow};
 
+use super::phases::Phases;
 use crate::batcher::Batcher;
 use crate::clock::monotonic_ns;
 use crate::job::RankBook;
@@ -45,6 +46,8 @@ struct Open {
     seq: u64,
     /// The last `eco2ai_step_sync` mark since the begin.
     sync_ns: Option<i64>,
+    /// The pid's innermost open phase at the begin (None: train).
+    phase: Option<Arc<str>>,
 }
 
 /// Pairs begin and end events per process.
@@ -62,6 +65,8 @@ pub struct Pairing {
     valid_from_ns: i64,
     /// Where the rank of each pid that begins a step is noted (a job's `ranks`).
     ranks: Option<RankBook>,
+    /// The open phase spans of each process.
+    phases: Phases,
 }
 
 /// A float the caller marked unknown (NaN), or one no step can have (±inf).
@@ -69,7 +74,7 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn refuse(errors: &ErrorCounts, kind: &str, why: &str) {
+pub(super) fn refuse(errors: &ErrorCounts, kind: &str, why: &str) {
     errors.add(kind, &SensorError::Transient(why.into()));
 }
 
@@ -85,6 +90,7 @@ impl Pairing {
             counters: counters.min(4),
             valid_from_ns: mark_probe_start(),
             ranks: None,
+            phases: Phases::new(source),
         }
     }
 
@@ -99,9 +105,17 @@ impl Pairing {
         self.open.len()
     }
 
+    /// Processes with a phase span open now.
+    pub fn open_phase_pids(&self) -> usize {
+        self.phases.open_pids()
+    }
+
     /// Hands on the steps that ended more than `HOLD_NS` before `now_ns` (all of them
-    /// when `all`).
+    /// when `all`: the recording stops, and the phase spans still open end now).
     pub fn release(&mut self, now_ns: i64, all: bool, b: &mut Batcher) {
+        if all {
+            self.phases.close_all(monotonic_ns().max(now_ns), b);
+        }
         while let Some(front) = self.held.front() {
             if !all && front.end_ns.saturating_add(HOLD_NS) > now_ns {
                 break;
@@ -120,7 +134,8 @@ impl Pairing {
             );
             return false;
         }
-        if ev.samples > MAX_EVENT_COUNT || ev.tokens > MAX_EVENT_COUNT {
+        // A phase event's samples and tokens words hold its name, checked by `Phases`.
+        if !ev.kind.is_phase() && (ev.samples > MAX_EVENT_COUNT || ev.tokens > MAX_EVENT_COUNT) {
             refuse(
                 errors,
                 "marker:invalid_count",
@@ -160,6 +175,7 @@ impl Pairing {
             counts,
             seq,
             sync_ns: None,
+            phase: self.phases.current(ev.pid),
         };
         if let Some(book) = &self.ranks {
             book.note(ev.pid, errors);
@@ -184,11 +200,11 @@ impl Pairing {
         if let Some(o) = &open {
             self.order.remove(&o.seq);
         }
-        let (begin_ns, begin_counts, sync_ns) = match open {
-            Some(o) if o.step == ev.step => (o.begin_ns, o.counts, o.sync_ns),
+        let (begin_ns, begin_counts, sync_ns, phase) = match open {
+            Some(o) if o.step == ev.step => (o.begin_ns, o.counts, o.sync_ns, o.phase),
             _ => {
                 refuse(errors, "marker:end_without_begin", "step ended unbegun");
-                (ev.ts_ns, None, None)
+                (ev.ts_ns, None, None, self.phases.current(ev.pid))
             }
         };
         if begin_ns > ev.ts_ns {
@@ -218,7 +234,7 @@ impl Pairing {
             source: self.source,
             counts: step_counts,
             sync_ns: sync_ns.filter(|s| (begin_ns..=ev.ts_ns).contains(s)),
-            phase: None,
+            phase,
         });
     }
 
@@ -255,6 +271,7 @@ impl Pairing {
             }),
             EventKind::Log => self.log(&ev, errors),
             EventKind::Sync => self.sync(&ev, errors),
+            EventKind::PhaseBegin | EventKind::PhaseEnd => self.phases.handle(&ev, b, errors),
         }
         // Bounded even when steps end faster than HOLD_NS lets them go: hand the oldest
         // on early (its late loss, if any, is then counted as log_without_step).
@@ -267,3 +284,7 @@ impl Pairing {
 #[cfg(test)]
 #[path = "pairing_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "phases_tests.rs"]
+mod phases_tests;
