@@ -232,29 +232,26 @@ fn node_cut_ns(spec: &JobSpec, n: u32) -> Option<i64> {
     spec.cut_node.filter(|c| c.0 == n).map(|c| (c.1 * S) as i64)
 }
 
-fn write_node(
-    job_dir: &Path,
-    spec: &JobSpec,
-    n: u32,
-    steps: &[Vec<RankStep>],
-    end_ns: i64,
-) -> Result<PathBuf, TraceError> {
-    let node = node_name(n);
-    let run_id = format!("synthetic-{node}");
-    let dir = job_dir.join(format!("node={node}")).join(&run_id);
+/// The pid of a node's `gi`-th rank.
+fn rank_pid(gi: u32) -> u32 {
+    1000 + gi
+}
+
+/// Node `n`'s meta.json: its clock error, country, and its ranks (as the probe records
+/// them, only for processes that send steps).
+fn node_meta(spec: &JobSpec, n: u32, node: &str, run_id: String) -> Meta {
     let mut meta = Meta::new(run_id);
     meta.start_ns = 0;
     let err_ns = spec.clock_offsets_ns.get(n as usize).copied().unwrap_or(0);
     meta.mono_to_unix_ns = EPOCH_UNIX_NS + err_ns;
     meta.labels.project_name = Some("synthetic-job".into());
     meta.labels.country = spec.countries.get(n as usize).cloned();
-    meta.host = node.clone();
+    meta.host = node.to_string();
     let g = spec.gpus;
-    let pid = |gi: u32| 1000 + gi;
     meta.job = Some(JobInfo {
         job_id: spec.job_id.clone(),
         id_source: "flag".into(),
-        node: node.clone(),
+        node: node.to_string(),
         node_rank: Some(n),
         num_nodes: Some(spec.nodes),
         world_size: Some(spec.nodes * g),
@@ -266,13 +263,45 @@ fn write_node(
                     rank: n * g + gi,
                     local_rank: Some(gi),
                 };
-                (pid(gi), info)
+                (rank_pid(gi), info)
             })
             .collect(),
     });
+    meta
+}
+
+/// Node `n`'s step rows: each of its ranks' steps that ended before `node_end`.
+fn node_step_rows(spec: &JobSpec, n: u32, steps: &[Vec<RankStep>], node_end: i64) -> Vec<StepRow> {
+    let g = spec.gpus;
+    let mut rows = Vec::new();
+    for (k, ranks) in steps.iter().enumerate() {
+        for gi in 0..g {
+            let s = ranks[(n * g + gi) as usize];
+            if s.end_ns > node_end {
+                continue;
+            }
+            let sync = spec.sync_marks.then_some(s.sync_ns);
+            rows.push(step_row(k as u64, rank_pid(gi), s, sync));
+        }
+    }
+    rows
+}
+
+fn write_node(
+    job_dir: &Path,
+    spec: &JobSpec,
+    n: u32,
+    steps: &[Vec<RankStep>],
+    end_ns: i64,
+) -> Result<PathBuf, TraceError> {
+    let node = node_name(n);
+    let run_id = format!("synthetic-{node}");
+    let dir = job_dir.join(format!("node={node}")).join(&run_id);
+    let meta = node_meta(spec, n, &node, run_id);
     let mut w = TraceWriter::create(&dir, meta)?;
     let cut = node_cut_ns(spec, n);
     let node_end = cut.unwrap_or(end_ns);
+    let g = spec.gpus;
     let gpu_spec = synth::Spec {
         seed: spec.seed.wrapping_add(u64::from(n) * 7919),
         duration_s: spec.duration_s,
@@ -288,18 +317,7 @@ fn write_node(
     }
     synth::write_cpu_util(&mut w, node_end);
     if spec.stepless_node != Some(n) {
-        let mut rows = Vec::new();
-        for (k, ranks) in steps.iter().enumerate() {
-            for gi in 0..g {
-                let s = ranks[(n * g + gi) as usize];
-                if s.end_ns > node_end {
-                    continue;
-                }
-                let sync = spec.sync_marks.then_some(s.sync_ns);
-                rows.push(step_row(k as u64, pid(gi), s, sync));
-            }
-        }
-        w.append(Rows::Steps(rows));
+        w.append(Rows::Steps(node_step_rows(spec, n, steps, node_end)));
     }
     if cut.is_some() {
         // As after kill -9: whatever was flushed stays; meta.json still says recording.

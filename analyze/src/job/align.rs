@@ -46,6 +46,33 @@ fn median(v: &mut [i64]) -> Option<i64> {
     })
 }
 
+/// A node's clock offset from the reference (`base`): the median difference of their
+/// common steps' ends, and the median scatter left after it; why not, when there are
+/// too few common steps or the offset or scatter is out of bounds.
+fn offset(
+    e: &BTreeMap<u64, i64>,
+    base: &BTreeMap<u64, i64>,
+    reference: &str,
+) -> Result<(i64, i64), String> {
+    let mut d: Vec<i64> = e
+        .iter()
+        .filter_map(|(k, t)| base.get(k).map(|b| t - b))
+        .collect();
+    let estimate = median(&mut d.clone()).filter(|_| d.len() >= MIN_COMMON_STEPS);
+    let mut dev: Vec<i64> = estimate.map_or(Vec::new(), |o| {
+        d.iter_mut().map(|x| (*x - o).abs()).collect()
+    });
+    let residual = median(&mut dev).unwrap_or(0);
+    match estimate {
+        None => Err(format!("{} steps in common with {reference}", d.len())),
+        Some(o) if o.abs() > MAX_OFFSET_NS => Err(format!("offset {o} ns out of bounds")),
+        Some(_) if residual > MAX_RESIDUAL_NS => Err(format!(
+            "step ends scatter by {residual} ns after alignment (steps not synchronous?)"
+        )),
+        Some(o) => Ok((o, residual)),
+    }
+}
+
 /// Offsets from each node's step ends in Unix ns (`ends[n]`: step -> its ranks' median
 /// end). The reference is the first node with steps.
 pub fn align(names: &[String], ends: &[BTreeMap<u64, i64>]) -> Alignment {
@@ -65,39 +92,16 @@ pub fn align(names: &[String], ends: &[BTreeMap<u64, i64>]) -> Alignment {
             a.clock_offsets_ns.insert(name.clone(), 0);
             continue;
         }
-        let mut d: Vec<i64> = e
-            .iter()
-            .filter_map(|(k, t)| base.get(k).map(|b| t - b))
-            .collect();
-        let estimate = median(&mut d.clone()).filter(|_| d.len() >= MIN_COMMON_STEPS);
-        let mut dev: Vec<i64> = estimate.map_or(Vec::new(), |o| {
-            d.iter_mut().map(|x| (*x - o).abs()).collect()
-        });
-        let residual = median(&mut dev).unwrap_or(0);
-        let why = match estimate {
-            None => Some(format!(
-                "{} steps in common with {}",
-                d.len(),
-                a.reference_node
-            )),
-            Some(o) if o.abs() > MAX_OFFSET_NS => Some(format!("offset {o} ns out of bounds")),
-            Some(_) if residual > MAX_RESIDUAL_NS => Some(format!(
-                "step ends scatter by {residual} ns after alignment (steps not synchronous?)"
-            )),
-            Some(_) => None,
-        };
-        match (why, estimate) {
-            (None, Some(o)) => {
+        let estimate = offset(e, base, &a.reference_node);
+        match estimate {
+            Ok((o, residual)) => {
                 a.clock_offsets_ns.insert(name.clone(), o);
                 a.clock_residual_ns = a.clock_residual_ns.max(residual);
             }
-            (why, _) => {
+            Err(why) => {
                 fell_back += 1;
                 a.clock_offsets_ns.insert(name.clone(), 0);
-                a.fallbacks.push(format!(
-                    "{name}: wall clock kept ({})",
-                    why.unwrap_or_default()
-                ));
+                a.fallbacks.push(format!("{name}: wall clock kept ({why})"));
             }
         }
     }

@@ -59,15 +59,7 @@ pub fn analyse_with(
     stage("finding the job's node runs");
     let runs = load::find(dir)?;
     let names: Vec<String> = runs.nodes.iter().map(|n| n.node.clone()).collect();
-    // Pass 1: each node's steps in turn, kept only as step ends and a summary.
-    let mut summaries = Vec::with_capacity(runs.nodes.len());
-    let mut ends: Vec<BTreeMap<u64, i64>> = Vec::with_capacity(runs.nodes.len());
-    for (i, n) in runs.nodes.iter().enumerate() {
-        stage(&format!("steps of node {}/{}", i + 1, runs.nodes.len()));
-        let s = load::node_steps(n)?;
-        ends.push(median_ends(&s, n.meta.mono_to_unix_ns));
-        summaries.push(s.summary());
-    }
+    let (summaries, ends) = step_ends(&runs, stage)?;
     if summaries.iter().all(|s| s.steps == 0) {
         return Err(JobError::NoSteps);
     }
@@ -93,6 +85,48 @@ pub fn analyse_with(
         finder.add(i, &load::node_steps(n)?, shifts[i]);
     }
     let strag = finder.finish();
+    let (sums, energies) = energy_pass(&runs, &strag, &shifts, stage)?;
+    stage("report");
+    let parts = report::Parts {
+        dir,
+        runs: &runs,
+        nodes: &summaries,
+        alignment,
+        stragglers: &strag,
+        sums,
+        energies,
+    };
+    report::build(parts, prices)
+}
+
+/// A node's step -> its ranks' median end, Unix ns.
+type StepEnds = BTreeMap<u64, i64>;
+
+/// Pass 1: each node's steps in turn, kept only as a summary and the step ends that
+/// align the clocks.
+fn step_ends(
+    runs: &load::JobRuns,
+    stage: &mut dyn FnMut(&str),
+) -> Result<(Vec<load::NodeSummary>, Vec<StepEnds>), JobError> {
+    let mut summaries = Vec::with_capacity(runs.nodes.len());
+    let mut ends: Vec<StepEnds> = Vec::with_capacity(runs.nodes.len());
+    for (i, n) in runs.nodes.iter().enumerate() {
+        stage(&format!("steps of node {}/{}", i + 1, runs.nodes.len()));
+        let s = load::node_steps(n)?;
+        ends.push(median_ends(&s, n.meta.mono_to_unix_ns));
+        summaries.push(s.summary());
+    }
+    Ok((summaries, ends))
+}
+
+/// Pass 3: each node's energy curves beside its steps, one node at a time, summed into
+/// per-step job, per-rank and wait energy.
+fn energy_pass(
+    runs: &load::JobRuns,
+    strag: &straggler::Stragglers,
+    shifts: &[i64],
+    stage: &mut dyn FnMut(&str),
+) -> Result<(steps::Sums, Vec<steps::NodeEnergy>), JobError> {
     let step_index: BTreeMap<u64, usize> = strag
         .steps
         .iter()
@@ -117,23 +151,13 @@ pub fn analyse_with(
         let cx = steps::Ctx {
             node: i,
             shift_ns: shifts[i],
-            stragglers: &strag,
+            stragglers: strag,
             step_index: &step_index,
             rank_index: &rank_index,
         };
         energies.push(steps::node_pass(n, &load::node_steps(n)?, &cx, &mut sums)?);
     }
-    stage("report");
-    let parts = report::Parts {
-        dir,
-        runs: &runs,
-        nodes: &summaries,
-        alignment,
-        stragglers: &strag,
-        sums,
-        energies,
-    };
-    report::build(parts, prices)
+    Ok((sums, energies))
 }
 
 /// Each step's end on a node in Unix ns: the median over the node's ranks.

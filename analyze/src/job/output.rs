@@ -61,6 +61,16 @@ pub fn table(r: &JobReport) -> String {
         r.clock.reference_node,
         sig(r.clock_residual_ns as f64 / 1e6, 3)
     );
+    node_lines(&mut o, r);
+    straggler_lines(&mut o, r);
+    for m in r.missing.iter().chain(&r.warnings) {
+        let _ = writeln!(o, "warning      {m}");
+    }
+    o
+}
+
+/// The table's node lines: status, steps, energy, grid and clock offset.
+fn node_lines(o: &mut String, r: &JobReport) {
     let _ = writeln!(
         o,
         "  {:<12} {:<10} {:>7} {:>14} {:>8} {:>10}",
@@ -78,11 +88,6 @@ pub fn table(r: &JobReport) -> String {
             fixed(n.clock_offset_ns as f64 / 1e6, 3)
         );
     }
-    straggler_lines(&mut o, r);
-    for m in r.missing.iter().chain(&r.warnings) {
-        let _ = writeln!(o, "warning      {m}");
-    }
-    o
 }
 
 fn straggler_lines(o: &mut String, r: &JobReport) {
@@ -115,28 +120,16 @@ fn straggler_lines(o: &mut String, r: &JobReport) {
     }
 }
 
-/// report.html: the headline, the wait heatmaps, nodes, ranks, the costliest steps.
-pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hf-eco2ai job: {id}</title>\n\
-         <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}\
-         table{{border-collapse:collapse}}th{{text-align:left;padding:2px 12px 2px 0}}\
-         td{{padding:2px 8px 2px 0}}figure{{margin:1.5em 0}}.warn{{color:#b00}}</style></head><body>\n<h1>Job {id}</h1>",
-        id = esc(&r.job_id)
-    );
-    for m in r.missing.iter().chain(&r.warnings) {
-        let _ = writeln!(o, "<p class=\"warn\">{}</p>", esc(m));
-    }
+/// The page's headline table: size, energy, efficiency, CO2, cost, clocks, stragglers.
+fn facts(o: &mut String, r: &JobReport) {
     o.push_str("<table>\n");
     row(
-        &mut o,
+        o,
         "nodes, ranks, steps",
         format!("{}, {}, {}", r.nodes.len(), r.ranks.len(), r.steps.len()),
     );
     row(
-        &mut o,
+        o,
         "energy (IT)",
         format!(
             "{} kWh (GPU {}, CPU {})",
@@ -145,12 +138,12 @@ pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
             kwh(r.cpu_kwh)
         ),
     );
-    row(&mut o, "samples/kWh", opt(r.samples_per_kwh, ""));
-    row(&mut o, "tokens/kWh", opt(r.tokens_per_kwh, ""));
-    row(&mut o, "CO2", r.co2_kg.map_or("-".into(), mass_kg));
-    row(&mut o, "cost", usd(r.cost_usd, " USD"));
+    row(o, "samples/kWh", opt(r.samples_per_kwh, ""));
+    row(o, "tokens/kWh", opt(r.tokens_per_kwh, ""));
+    row(o, "CO2", r.co2_kg.map_or("-".into(), mass_kg));
+    row(o, "cost", usd(r.cost_usd, " USD"));
     row(
-        &mut o,
+        o,
         "clock alignment",
         format!(
             "{} (reference {}), residual {} ms",
@@ -161,7 +154,7 @@ pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
     );
     let s = &r.stragglers;
     row(
-        &mut o,
+        o,
         "stragglers",
         match &s.slowest {
             Some(w) if s.identifiable => format!(
@@ -175,9 +168,10 @@ pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
         },
     );
     o.push_str("</table>\n");
-    for (name, svg) in figs {
-        let _ = writeln!(o, "<figure>{svg}<figcaption>{name}</figcaption></figure>");
-    }
+}
+
+/// One row a node.
+fn node_rows(o: &mut String, r: &JobReport) {
     o.push_str("<h2>Nodes</h2><table><tr><th>node</th><th>status</th><th>steps</th><th>kWh</th><th>gCO2/kWh</th><th>kg CO2</th><th>clock offset ms</th></tr>\n");
     for n in &r.nodes {
         let _ = writeln!(
@@ -192,7 +186,12 @@ pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
             fixed(n.clock_offset_ns as f64 / 1e6, 3)
         );
     }
-    o.push_str("</table>\n<h2>Costliest steps</h2><table><tr><th>step</th><th>J</th><th>straggler</th><th>lag ms</th><th>wait J</th></tr>\n");
+    o.push_str("</table>\n");
+}
+
+/// The steps that cost most, costliest first.
+fn costliest_steps(o: &mut String, r: &JobReport) {
+    o.push_str("<h2>Costliest steps</h2><table><tr><th>step</th><th>J</th><th>straggler</th><th>lag ms</th><th>wait J</th></tr>\n");
     let mut top: Vec<_> = r.steps.iter().collect();
     top.sort_by(|a, b| b.energy_j.total_cmp(&a.energy_j));
     for st in top.iter().take(SHOWN) {
@@ -206,7 +205,30 @@ pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
             sig(st.wait_j, 4)
         );
     }
-    o.push_str("</table>\n<p>Each step's job energy is the sum over every node of its GPUs and CPU packages over that node's span of the step (its first rank's begin to its last rank's end), from the per-run energy curves. Clocks are aligned on the step ends; a rank's wait is from its sync mark to the step's last arrival, on its GPU (or its share of the node's CPU). All steps: steps.csv; per node: node_steps.csv; everything: report.json.</p></body></html>\n");
+    o.push_str("</table>\n");
+}
+
+/// report.html: the headline, the wait heatmaps, nodes, ranks, the costliest steps.
+pub fn page(r: &JobReport, figs: &[(&'static str, String)]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hf-eco2ai job: {id}</title>\n\
+         <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}\
+         table{{border-collapse:collapse}}th{{text-align:left;padding:2px 12px 2px 0}}\
+         td{{padding:2px 8px 2px 0}}figure{{margin:1.5em 0}}.warn{{color:#b00}}</style></head><body>\n<h1>Job {id}</h1>",
+        id = esc(&r.job_id)
+    );
+    for m in r.missing.iter().chain(&r.warnings) {
+        let _ = writeln!(o, "<p class=\"warn\">{}</p>", esc(m));
+    }
+    facts(&mut o, r);
+    for (name, svg) in figs {
+        let _ = writeln!(o, "<figure>{svg}<figcaption>{name}</figcaption></figure>");
+    }
+    node_rows(&mut o, r);
+    costliest_steps(&mut o, r);
+    o.push_str("<p>Each step's job energy is the sum over every node of its GPUs and CPU packages over that node's span of the step (its first rank's begin to its last rank's end), from the per-run energy curves. Clocks are aligned on the step ends; a rank's wait is from its sync mark to the step's last arrival, on its GPU (or its share of the node's CPU). All steps: steps.csv; per node: node_steps.csv; everything: report.json.</p></body></html>\n");
     o
 }
 

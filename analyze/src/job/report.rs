@@ -147,9 +147,44 @@ fn node_report(
         .intensity(&n.meta.labels)
         .map_err(eco2ai_trace::pricing::PriceError::from)?;
     let kwh = e.energy_j / J_PER_KWH;
+    let status = format!("{:?}", n.meta.status).to_lowercase();
+    node_warnings(p, i, &status, warnings);
+    Ok(NodeReport {
+        node: n.node.clone(),
+        node_rank: n.node_rank,
+        run_id: n.meta.run_id.clone(),
+        dir: n.dir.display().to_string(),
+        status,
+        steps: s.steps,
+        first_step: s.first_step,
+        last_step: s.last_step,
+        ranks: s.ranks.len(),
+        gpus: e.gpus,
+        energy_kwh: kwh,
+        gpu_kwh: e.gpu_j / J_PER_KWH,
+        cpu_kwh: e.cpu_j / J_PER_KWH,
+        in_steps_kwh: e.in_steps_j / J_PER_KWH,
+        cpu_estimated: e.cpu_estimated,
+        gco2_per_kwh: grid.as_ref().map(|g| g.g_per_kwh),
+        pue,
+        co2_kg: grid.as_ref().map(|g| kwh * pue * g.g_per_kwh / 1e3),
+        intensity_source: grid.map(|g| g.source),
+        clock_offset_ns: p
+            .alignment
+            .clock_offsets_ns
+            .get(&n.node)
+            .copied()
+            .unwrap_or(0),
+        step_rows_dropped: s.dropped,
+    })
+}
+
+/// What a reader should know about node `i`: no steps, cut off, stopped early, step
+/// rows left out.
+fn node_warnings(p: &Parts, i: usize, status: &str, warnings: &mut Vec<String>) {
+    let (n, s) = (&p.runs.nodes[i], &p.nodes[i]);
     let last_job_step = p.stragglers.steps.last().map(|s| s.step);
     let last_step = s.last_step;
-    let status = format!("{:?}", n.meta.status).to_lowercase();
     if s.steps == 0 {
         warnings.push(format!(
             "node {} recorded no steps: its energy counts in the job's total, in no step",
@@ -176,34 +211,6 @@ fn node_report(
             n.node, s.dropped
         ));
     }
-    Ok(NodeReport {
-        node: n.node.clone(),
-        node_rank: n.node_rank,
-        run_id: n.meta.run_id.clone(),
-        dir: n.dir.display().to_string(),
-        status,
-        steps: s.steps,
-        first_step: s.first_step,
-        last_step,
-        ranks: s.ranks.len(),
-        gpus: e.gpus,
-        energy_kwh: kwh,
-        gpu_kwh: e.gpu_j / J_PER_KWH,
-        cpu_kwh: e.cpu_j / J_PER_KWH,
-        in_steps_kwh: e.in_steps_j / J_PER_KWH,
-        cpu_estimated: e.cpu_estimated,
-        gco2_per_kwh: grid.as_ref().map(|g| g.g_per_kwh),
-        pue,
-        co2_kg: grid.as_ref().map(|g| kwh * pue * g.g_per_kwh / 1e3),
-        intensity_source: grid.map(|g| g.source),
-        clock_offset_ns: p
-            .alignment
-            .clock_offsets_ns
-            .get(&n.node)
-            .copied()
-            .unwrap_or(0),
-        step_rows_dropped: s.dropped,
-    })
 }
 
 /// GPU-hours of the job: each node's GPUs times its recorded span.
@@ -219,10 +226,12 @@ fn gpu_hours(p: &Parts, nodes: &[NodeReport]) -> f64 {
         .sum()
 }
 
-pub fn build(p: Parts, prices: &PriceArgs) -> Result<JobReport, JobError> {
+/// Every node's report, and the warnings: each node's, the nodes without a grid
+/// intensity, the clock alignment's fallbacks.
+fn node_reports(p: &Parts, prices: &PriceArgs) -> Result<(Vec<NodeReport>, Vec<String>), JobError> {
     let mut warnings = Vec::new();
     let nodes = (0..p.runs.nodes.len())
-        .map(|i| node_report(&p, i, prices, &mut warnings))
+        .map(|i| node_report(p, i, prices, &mut warnings))
         .collect::<Result<Vec<_>, _>>()?;
     let no_grid: Vec<&str> = nodes
         .iter()
@@ -238,6 +247,11 @@ pub fn build(p: Parts, prices: &PriceArgs) -> Result<JobReport, JobError> {
         ));
     }
     warnings.extend(p.alignment.fallbacks.iter().cloned());
+    Ok((nodes, warnings))
+}
+
+pub fn build(p: Parts, prices: &PriceArgs) -> Result<JobReport, JobError> {
+    let (nodes, warnings) = node_reports(&p, prices)?;
     let names: Vec<String> = p.runs.nodes.iter().map(|n| n.node.clone()).collect();
     let sum = |f: fn(&NodeReport) -> f64| nodes.iter().map(f).sum::<f64>();
     let energy_kwh = sum(|n| n.energy_kwh);
