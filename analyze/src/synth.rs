@@ -8,7 +8,9 @@
 use std::f64::consts::TAU;
 use std::path::Path;
 
-use eco2ai_trace::{CpuRow, GpuRow, Meta, Rows, StepRow, TraceError, TraceWriter};
+use std::sync::Arc;
+
+use eco2ai_trace::{CpuRow, GpuRow, Meta, PhaseRow, Rows, StepRow, TraceError, TraceWriter};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -25,6 +27,44 @@ pub struct Spec {
     /// Counter resets (the column drops to 0 and counts on) at these seconds.
     pub resets_at_s: Vec<f64>,
     pub samples_per_step: u64,
+    /// Named phase spans (disjoint, inside the steps' stretch), each at its own power.
+    pub phases: Vec<PhaseSpec>,
+}
+
+/// A named phase span of a generated run: every GPU draws `power_w` inside it. Steps
+/// overlapping it are left out, except (with `steps`) those wholly inside, which carry
+/// the phase's name (an evaluation's steps).
+#[derive(Debug, Clone)]
+pub struct PhaseSpec {
+    pub name: String,
+    pub begin_s: f64,
+    pub end_s: f64,
+    pub power_w: f64,
+    pub steps: bool,
+}
+
+impl Spec {
+    /// An eval span (40-55 s of a 120 s run, its steps marked `eval`, 150 W) and a
+    /// checkpoint span (75-95 s, no steps, 120 W), over the default run. The spans are
+    /// long against the sensor's 100 ms averages: each edge where the power jumps is
+    /// blurred over about a period (~15 ms x the jump's W, measured), which a 15 s span
+    /// keeps under 0.5%.
+    pub fn with_phases() -> Spec {
+        let span = |name: &str, begin_s, end_s, power_w, steps| PhaseSpec {
+            name: name.into(),
+            begin_s,
+            end_s,
+            power_w,
+            steps,
+        };
+        Spec {
+            phases: vec![
+                span("eval", 40.0, 55.0, 150.0, true),
+                span("checkpoint", 75.0, 95.0, 120.0, false),
+            ],
+            ..Spec::default()
+        }
+    }
 }
 
 impl Default for Spec {
@@ -40,6 +80,7 @@ impl Default for Spec {
             counter_poll_ms: 1000.0,
             resets_at_s: Vec::new(),
             samples_per_step: 32,
+            phases: Vec::new(),
         }
     }
 }
@@ -50,6 +91,11 @@ pub struct Truth {
     pub steps: Vec<(i64, i64)>,
     pub step_j: Vec<Vec<f64>>,
     pub total_j: Vec<f64>,
+    /// Each step's phase (None: train), as written.
+    pub step_phase: Vec<Option<String>>,
+    /// Each class of the report's partition (train, stall, idle, each named phase) and
+    /// its true energy over every GPU, J, from the closed form.
+    pub phase_j: Vec<(String, f64)>,
 }
 
 impl Truth {
@@ -149,11 +195,60 @@ const S: f64 = 1e9;
 /// ~24 k rows for 8 GPUs; bigger segments keep a generated 100 M-row trace's file count sane).
 const SEGMENT_ROWS: usize = 1 << 20;
 
-/// Writes a run of the smooth profile with generated steps into `dir`; returns the truth.
+/// Writes a run of the smooth profile (at each phase's own power inside its span) with
+/// generated steps into `dir`; returns the truth.
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Truth, TraceError> {
     let mut rng = Rng(spec.seed.max(1) ^ 0x5eed);
     let spans = spans(spec, &mut rng);
-    generate_with(dir, spec, &Smooth, &spans)
+    if spec.phases.is_empty() {
+        return generate_with(dir, spec, &Smooth, &spans);
+    }
+    let profile = Phased {
+        base: &Smooth,
+        spans: spec
+            .phases
+            .iter()
+            .map(|p| (p.begin_s, p.end_s, p.power_w))
+            .collect(),
+    };
+    let mut steps: Vec<(i64, i64, Option<String>)> = Vec::new();
+    for &(b, e) in &spans {
+        let over = spec
+            .phases
+            .iter()
+            .find(|p| (b as f64) < p.end_s * S && (e as f64) > p.begin_s * S);
+        match over {
+            None => steps.push((b, e, None)),
+            Some(p) if p.steps && b as f64 >= p.begin_s * S && e as f64 <= p.end_s * S => {
+                steps.push((b, e, Some(p.name.clone())))
+            }
+            Some(_) => {}
+        }
+    }
+    write_run(dir, spec, &profile, &steps)
+}
+
+/// A profile at a constant power inside each span (start s, end s, W), `base` elsewhere.
+pub struct Phased<'a> {
+    pub base: &'a dyn Profile,
+    pub spans: Vec<(f64, f64, f64)>,
+}
+
+impl Profile for Phased<'_> {
+    fn power_w(&self, g: u32, t: f64) -> f64 {
+        match self.spans.iter().find(|s| s.0 <= t && t < s.1) {
+            Some(s) => s.2,
+            None => self.base.power_w(g, t),
+        }
+    }
+    fn energy_j(&self, g: u32, t: f64) -> f64 {
+        let mut e = self.base.energy_j(g, t);
+        for &(b, end, w) in self.spans.iter().filter(|s| s.0 < t) {
+            let to = end.min(t);
+            e += w * (to - b) - (self.base.energy_j(g, to) - self.base.energy_j(g, b));
+        }
+        e
+    }
 }
 
 /// Writes a run of `profile` with the given steps (ns) into `dir`; returns the truth.
@@ -162,6 +257,17 @@ pub fn generate_with(
     spec: &Spec,
     profile: &dyn Profile,
     spans: &[(i64, i64)],
+) -> Result<Truth, TraceError> {
+    let steps: Vec<_> = spans.iter().map(|&(b, e)| (b, e, None)).collect();
+    write_run(dir, spec, profile, &steps)
+}
+
+/// Steps as (begin ns, end ns, phase) with the spec's phase spans written as rows.
+fn write_run(
+    dir: &Path,
+    spec: &Spec,
+    profile: &dyn Profile,
+    spans: &[(i64, i64, Option<String>)],
 ) -> Result<Truth, TraceError> {
     let mut meta = Meta::new("synthetic");
     meta.start_ns = 0;
@@ -173,6 +279,20 @@ pub fn generate_with(
     write_gpus(&mut w, spec, profile, end_ns)?;
     write_cpu_util(&mut w, end_ns);
     let truth = steps(&mut w, spec, profile, spans, end_ns);
+    let phases: Vec<PhaseRow> = spec
+        .phases
+        .iter()
+        .map(|p| PhaseRow {
+            pid: 1,
+            name: Arc::from(p.name.as_str()),
+            begin_ns: (p.begin_s * S) as i64,
+            end_ns: (p.end_s * S) as i64,
+            source: "uprobe",
+        })
+        .collect();
+    if !phases.is_empty() {
+        w.append(Rows::Phases(phases));
+    }
     w.finish(end_ns)?;
     Ok(truth)
 }
@@ -292,16 +412,16 @@ fn steps(
     w: &mut TraceWriter,
     spec: &Spec,
     profile: &dyn Profile,
-    spans: &[(i64, i64)],
+    steps: &[(i64, i64, Option<String>)],
     end_ns: i64,
 ) -> Truth {
-    let rows = spans
+    let rows = steps
         .iter()
         .enumerate()
-        .map(|(k, &(b, e))| StepRow {
+        .map(|(k, (b, e, phase))| StepRow {
             step: k as u64,
-            begin_ns: b,
-            end_ns: e,
+            begin_ns: *b,
+            end_ns: *e,
             pid: 1,
             samples: Some(spec.samples_per_step),
             tokens: None,
@@ -311,10 +431,11 @@ fn steps(
             source: "uprobe",
             counts: [None; 4],
             sync_ns: None,
-            phase: None,
+            phase: phase.as_deref().map(Arc::from),
         })
         .collect();
     w.append(Rows::Steps(rows));
+    let spans: Vec<(i64, i64)> = steps.iter().map(|s| (s.0, s.1)).collect();
     let step_j = (0..spec.gpus)
         .map(|g| {
             spans
@@ -329,10 +450,64 @@ fn steps(
         .map(|g| profile.energy_j(g, end_ns as f64 / S))
         .collect();
     Truth {
-        steps: spans.to_vec(),
+        steps: spans,
         step_j,
         total_j,
+        step_phase: steps.iter().map(|s| s.2.clone()).collect(),
+        phase_j: phase_truth(spec, profile, steps, end_ns),
     }
+}
+
+/// The partition's classes in closed form: named spans (disjoint), train steps, the
+/// gaps between train steps less the named spans in them (stall), and the stretches
+/// before the first train step and after the last less the named spans there (idle).
+fn phase_truth(
+    spec: &Spec,
+    profile: &dyn Profile,
+    steps: &[(i64, i64, Option<String>)],
+    end_ns: i64,
+) -> Vec<(String, f64)> {
+    let e_j = |a: f64, b: f64| -> f64 {
+        (0..spec.gpus)
+            .map(|g| profile.energy_j(g, b) - profile.energy_j(g, a))
+            .sum()
+    };
+    let named: Vec<(f64, f64)> = spec.phases.iter().map(|p| (p.begin_s, p.end_s)).collect();
+    // Energy of [a, b] outside every named span.
+    let outside = |a: f64, b: f64| -> f64 {
+        let inside: f64 = named
+            .iter()
+            .map(|&(x, y)| (x.max(a), y.min(b)))
+            .filter(|(x, y)| x < y)
+            .map(|(x, y)| e_j(x, y))
+            .sum();
+        e_j(a, b) - inside
+    };
+    let train: Vec<(f64, f64)> = steps
+        .iter()
+        .filter(|s| s.2.is_none())
+        .map(|s| (s.0 as f64 / S, s.1 as f64 / S))
+        .collect();
+    let mut out = vec![
+        (
+            "train".to_string(),
+            train.iter().map(|&(b, e)| e_j(b, e)).sum(),
+        ),
+        (
+            "stall".to_string(),
+            train.windows(2).map(|w| outside(w[0].1, w[1].0)).sum(),
+        ),
+    ];
+    let end = end_ns as f64 / S;
+    let idle = match (train.first(), train.last()) {
+        (Some(f), Some(l)) => outside(0.0, f.0) + outside(l.1, end),
+        _ => outside(0.0, end),
+    };
+    out.push(("idle".to_string(), idle));
+    for p in &spec.phases {
+        out.push((p.name.clone(), e_j(p.begin_s, p.end_s)));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,27 @@
 
 use std::process::Command;
 
-use eco2ai_analyze::synth::{self, Spec};
+use eco2ai_analyze::synth::{self, PhaseSpec, Spec};
+
+/// The rows of the page's phases table: (phase, energy cell), header left out.
+fn phase_rows(html: &str) -> Vec<(String, String)> {
+    let Some(at) = html.find("<table id=\"phases\">") else {
+        return Vec::new();
+    };
+    let table = &html[at..at + html[at..].find("</table>").unwrap()];
+    table
+        .split("<tr>")
+        .filter(|r| r.contains("<td>"))
+        .map(|r| {
+            let cells: Vec<&str> = r
+                .split("<td>")
+                .skip(1)
+                .map(|c| c.split("</td>").next().unwrap())
+                .collect();
+            (cells[0].to_string(), cells[1].to_string())
+        })
+        .collect()
+}
 
 #[test]
 fn report_html_is_self_contained_and_renders_in_chromium() {
@@ -14,6 +34,22 @@ fn report_html_is_self_contained_and_renders_in_chromium() {
         &run,
         &Spec {
             duration_s: 30.0,
+            phases: vec![
+                PhaseSpec {
+                    name: "eval".into(),
+                    begin_s: 10.0,
+                    end_s: 16.0,
+                    power_w: 150.0,
+                    steps: true,
+                },
+                PhaseSpec {
+                    name: "checkpoint".into(),
+                    begin_s: 20.0,
+                    end_s: 24.0,
+                    power_w: 90.0,
+                    steps: false,
+                },
+            ],
             ..Spec::default()
         },
     )
@@ -52,6 +88,22 @@ fn report_html_is_self_contained_and_renders_in_chromium() {
         );
     }
     assert_eq!(html.matches("<svg").count(), 4);
+    // The run has eval and checkpoint spans: the phases table lists them with their
+    // energy, and the power figure shades them.
+    let rows = phase_rows(&html);
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["train", "eval", "checkpoint", "stall", "idle"],
+        "{html}"
+    );
+    for (name, energy) in &rows[..3] {
+        let v: f64 = energy.trim_end_matches(" kWh").parse().unwrap();
+        assert!(v > 0.0, "{name}: {energy}");
+    }
+    let power = std::fs::read_to_string(dir.join("power.svg")).unwrap();
+    assert!(power.matches("class=\"band\"").count() >= 4, "{power}");
+    assert!(power.contains(">eval</text>") && power.contains(">checkpoint</text>"));
     // Offline: no scripts, no external resources (the SVG namespace is not a fetch).
     assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains("<link"));
     assert_eq!(
@@ -97,6 +149,8 @@ fn report_html_is_self_contained_and_renders_in_chromium() {
         dom.contains("Run synthetic") && dom.matches("<svg").count() == 4,
         "{dom}"
     );
+    // As rendered: the phases table is there and not empty.
+    assert_eq!(phase_rows(&dom).len(), 5, "{dom}");
     let shot = tmp.path().join("shot.png");
     let o = headless(&[
         "--window-size=1000,1800",

@@ -152,7 +152,14 @@ fn out_dir_holds_report_steps_and_heatmap() {
     let dir = out.join("synthetic");
     let steps = std::fs::read_to_string(dir.join("steps.csv")).unwrap();
     assert_eq!(steps.lines().count(), truth.steps.len() + 1);
-    assert!(steps.lines().next().unwrap().ends_with("gpu0_j,gpu1_j"));
+    // The phase column is appended after the per-device columns.
+    assert!(
+        steps
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("gpu0_j,gpu1_j,phase")
+    );
     let hm = std::fs::read_to_string(dir.join("heatmap.csv")).unwrap();
     assert!(
         hm.lines().nth(1).unwrap().starts_with("2026-01-01,0,"),

@@ -162,7 +162,8 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
     for d in &a.devices {
         let _ = write!(csv, ",{}_j", d.name);
     }
-    csv.push('\n');
+    // Appended last: readers of the older columns by position keep working.
+    csv.push_str(",phase\n");
     for (s, e) in a.steps.iter().zip(&a.step_energy) {
         let unix = |t: i64| (t + a.mono_to_unix_ns) as f64 / 1e9;
         let _ = write!(
@@ -174,13 +175,19 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
             (s.end_ns - s.begin_ns) as f64 / 1e9,
             s.samples.map_or(String::new(), |n| n.to_string()),
             s.loss.map_or(String::new(), |l| l.to_string()),
-            e.gpu_j,
-            e.cpu_j
+            // `+ 0.0`: an empty sum is -0.0, which prints as "-0".
+            e.gpu_j + 0.0,
+            e.cpu_j + 0.0
         );
         for j in &e.device_j {
-            let _ = write!(csv, ",{j:.6}");
+            let _ = write!(csv, ",{:.6}", j + 0.0);
         }
-        csv.push('\n');
+        // A valid phase name has no comma or quote (trace::phase::valid_name).
+        let _ = writeln!(
+            csv,
+            ",{}",
+            s.phase.as_deref().unwrap_or(eco2ai_trace::phase::TRAIN)
+        );
     }
     std::fs::write(dir.join("steps.csv"), csv)?;
     let cells = heatmap::cells(&[a])?;

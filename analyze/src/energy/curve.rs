@@ -81,17 +81,14 @@ impl Curve {
     /// E(t) at each instant, walking the curve forward while they ascend (a step back
     /// searches afresh): O(n + m) for sorted instants instead of m binary searches.
     pub fn at_each(&self, ts: impl Iterator<Item = i64>) -> Vec<f64> {
-        let mut i = 0;
-        ts.map(|t| {
-            if i > 0 && self.t_ns[i - 1] > t {
-                i = self.t_ns.partition_point(|x| *x <= t);
-            }
-            while i < self.t_ns.len() && self.t_ns[i] <= t {
-                i += 1;
-            }
-            self.at_index(i, t)
-        })
-        .collect()
+        let mut c = self.cursor();
+        ts.map(|t| c.at(t)).collect()
+    }
+
+    /// A walker along the curve that holds nothing but its place: E(t) for ascending
+    /// instants without collecting them.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor { curve: self, i: 0 }
     }
 
     /// Energy in [a, b].
@@ -111,6 +108,26 @@ impl Curve {
         let begin = self.at_each(spans.iter().map(|s| s.0));
         let end = self.at_each(spans.iter().map(|s| s.1));
         end.iter().zip(&begin).map(|(e, b)| e - b).collect()
+    }
+}
+
+/// A place on a curve (`Curve::cursor`).
+pub struct Cursor<'a> {
+    curve: &'a Curve,
+    i: usize,
+}
+
+impl Cursor<'_> {
+    /// E(t): walks forward while the instants ascend (a step back searches afresh).
+    pub fn at(&mut self, t: i64) -> f64 {
+        let ts = &self.curve.t_ns;
+        if self.i > 0 && ts[self.i - 1] > t {
+            self.i = ts.partition_point(|x| *x <= t);
+        }
+        while self.i < ts.len() && ts[self.i] <= t {
+            self.i += 1;
+        }
+        self.curve.at_index(self.i, t)
     }
 }
 

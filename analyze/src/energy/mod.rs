@@ -2,6 +2,7 @@
 
 pub mod curve;
 pub mod gpu_scan;
+pub mod phases;
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,8 @@ pub struct Quality {
     pub steps_outside_run: usize,
     /// Steps of the one process that overlap the one before.
     pub overlapping_steps: usize,
+    /// Phase span rows outside the run's time span (or ending before they begin), left out.
+    pub phases_outside_run: usize,
 }
 
 /// How far outside the run's span a step row may lie (clocks read a little apart).

@@ -288,9 +288,11 @@ pub fn node_steps(n: &NodeRun) -> Result<NodeSteps, JobError> {
             arrival_ns: sync.unwrap_or(r.end_ns),
             synced: sync.is_some(),
         });
+        // Samples and tokens count training steps only (an eval step's are not trained on).
+        let train = crate::energy::phases::is_train(&r);
         let t = out.totals.entry(r.step).or_default();
-        t.0 = t.0.saturating_add(r.samples.unwrap_or(0));
-        t.1 = t.1.saturating_add(r.tokens.unwrap_or(0));
+        t.0 = t.0.saturating_add(r.samples.filter(|_| train).unwrap_or(0));
+        t.1 = t.1.saturating_add(r.tokens.filter(|_| train).unwrap_or(0));
     }
     Ok(out)
 }

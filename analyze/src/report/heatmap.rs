@@ -34,7 +34,9 @@ pub fn cells(runs: &[&Analysis]) -> PolarsResult<Vec<Cell>> {
                 .div_euclid(1_000_000_000);
             day.push(unix_s.div_euclid(86_400));
             hour.push(unix_s.rem_euclid(86_400) / 3600);
-            samples.push(s.samples.map(|n| n as f64));
+            // Training samples only: an eval step's samples are not trained on.
+            let train = crate::energy::phases::is_train(s);
+            samples.push(s.samples.filter(|_| train).map(|n| n as f64));
             ones.push(1u32);
         }
     }

@@ -1,6 +1,9 @@
-//! A run's report: energy (per device, per step, between steps), samples/kWh, CO2 with a
-//! fixed or time-varying grid intensity, cost, carbon budget, efficiency score. The JSON
-//! keys are the users' contract (docs/analysis.md, "Report JSON").
+//! A run's report: energy (per device, per step, between steps, per phase), samples/kWh,
+//! CO2 with a fixed or time-varying grid intensity, cost, carbon budget, efficiency score.
+//! The JSON keys are the users' contract (docs/analysis.md, "Report JSON"). Samples and
+//! tokens (and every per-kWh, per-sample and score figure made from them) count training
+//! steps only (no phase, or `train`); `phases` splits the energy by class, summing to
+//! `energy_kwh`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +16,7 @@ use crate::series::Series;
 
 pub mod compare;
 pub mod heatmap;
+pub mod phases;
 pub mod render;
 
 const J_PER_KWH: f64 = 3.6e6;
@@ -64,6 +68,8 @@ pub struct Analysis {
     pub devices: Vec<Device>,
     pub steps: Vec<Step>,
     pub step_energy: Vec<StepEnergy>,
+    /// The run's time and energy by class: train, named phases, stall, idle.
+    pub partition: energy::phases::Partition,
     pub quality: Quality,
     pub gpu_util_mean_pct: Option<f64>,
     /// The recorded process tree's share of the machine's CPU time.
@@ -132,17 +138,22 @@ pub fn analyse_with(dir: &Path, stage: &mut dyn FnMut(&str)) -> Result<Analysis,
     let steps = energy::steps(&run, &mut quality)?;
     stage("energy per step");
     let step_energy = energy::attribute(&devices, &steps);
-    stage("CPU share of the job");
+    stage("energy per phase");
+    let spans = energy::phases::spans(&run, &mut quality)?;
     let last = devices
         .iter()
         .filter_map(|d| d.curve.last_ns())
         .max()
         .unwrap_or(m.start_ns);
+    let end_ns = m.end_ns.unwrap_or(last).max(m.start_ns);
+    let partition = energy::phases::partition(&devices, &steps, &spans, m.start_ns, end_ns);
+    drop(spans);
+    stage("CPU share of the job");
     Ok(Analysis {
         run_id: m.run_id.clone(),
         dir: dir.display().to_string(),
         start_ns: m.start_ns,
-        end_ns: m.end_ns.unwrap_or(last).max(m.start_ns),
+        end_ns,
         mono_to_unix_ns: m.mono_to_unix_ns,
         truncated: !run.is_complete(),
         gpus: m
@@ -156,6 +167,7 @@ pub fn analyse_with(dir: &Path, stage: &mut dyn FnMut(&str)) -> Result<Analysis,
         devices,
         steps,
         step_energy,
+        partition,
         quality,
         meta: m,
     })
@@ -286,6 +298,7 @@ pub struct Report {
     pub grid_intensity_g_per_kwh: Option<f64>,
     /// Where the grid intensity comes from (a flag or the run's label, and its table).
     pub grid_intensity_source: Option<String>,
+    /// Of training steps only: an eval step's samples are not trained on.
     pub samples: Option<u64>,
     pub tokens: Option<u64>,
     pub samples_per_kwh: Option<f64>,
@@ -296,6 +309,8 @@ pub struct Report {
     pub budget: Option<Budget>,
     pub efficiency: Efficiency,
     pub devices: Vec<DeviceEnergy>,
+    /// Energy by class (train, each named phase, stall, idle); they sum to `energy_kwh`.
+    pub phases: phases::Phases,
     pub sources: BTreeMap<&'static str, Vec<String>>,
     pub truncated: bool,
     pub quality: Quality,
@@ -393,7 +408,7 @@ fn best_window_samples_per_j(a: &Analysis) -> Option<f64> {
         WINDOW_NS
     };
     let mut samples = vec![0u64; windows as usize];
-    for s in &a.steps {
+    for s in a.steps.iter().filter(|s| energy::phases::is_train(s)) {
         let k = s.end_ns.saturating_sub(a.start_ns) / width_ns.max(1);
         if let Some(n) = usize::try_from(k).ok().and_then(|k| samples.get_mut(k)) {
             *n = n.saturating_add(s.samples.unwrap_or(0));
@@ -432,12 +447,14 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         (None, None) => None,
         (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
     };
-    let sum = |f: fn(&Step) -> Option<u64>| {
-        let v: Vec<u64> = a.steps.iter().filter_map(f).collect();
-        // Saturating: counts come from the recorded process (u64::MAX must not panic).
-        (!v.is_empty()).then(|| v.iter().fold(0u64, |t, n| t.saturating_add(*n)))
-    };
-    let (samples, tokens) = (sum(|s| s.samples), sum(|s| s.tokens));
+    // Training steps' samples only (an eval step's are not trained on); the sums
+    // saturate: counts come from the recorded process (u64::MAX must not panic).
+    let p = &a.partition;
+    let train = energy::phases::TRAIN;
+    let (samples, tokens) = (
+        p.samples.get(train).copied().flatten(),
+        p.tokens.get(train).copied().flatten(),
+    );
     let per_kwh = |n: Option<u64>| n.filter(|_| kwh > 0.0).map(|n| n as f64 / kwh);
     let mut sources: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for d in &a.devices {
@@ -487,6 +504,7 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
                 counter_resets: d.counter_resets,
             })
             .collect(),
+        phases: phases::phases(a, o),
         sources,
         truncated: a.truncated,
         quality: a.quality.clone(),

@@ -59,6 +59,7 @@ pub fn page(a: &Analysis, r: &Report, figs: &[(&'static str, String)]) -> String
         );
     }
     summary(&mut o, r);
+    phases(&mut o, r);
     for (name, svg) in figs {
         let _ = writeln!(
             o,
@@ -116,6 +117,39 @@ fn summary(o: &mut String, r: &Report) {
     row(o, "efficiency score", opt(r.efficiency.score, "", 3));
     if let Some(est) = r.sources.get("estimated") {
         row(o, "estimated (no sensor)", est.join(", "));
+    }
+    o.push_str("</table>\n");
+}
+
+/// Where the energy went, class by class (the bands of the power figure).
+fn phases(o: &mut String, r: &Report) {
+    if r.phases.0.is_empty() {
+        return;
+    }
+    o.push_str(
+        "<h2>Phases</h2>\n<p>Every instant of the run is in one class: a named phase (any \
+         process's span; the latest-begun where spans overlap), else a training step, else a \
+         stall between the first and last training steps, else idle. The classes' energies sum \
+         to the run's; samples/kWh counts each class's own steps (training samples for train).</p>\n\
+         <table id=\"phases\"><tr><th>phase</th><th>energy</th><th>share</th><th>time</th>\
+         <th>spans</th><th>steps</th><th>samples/kWh</th></tr>\n",
+    );
+    for (name, l) in &r.phases.0 {
+        let cells = [
+            name.clone(),
+            kwh(l.energy_kwh),
+            l.share
+                .map_or_else(|| "-".into(), |s| format!("{}%", fixed(s * 100.0, 1))),
+            format!("{} s", fixed(l.seconds, 1)),
+            thousands(l.spans as f64),
+            thousands(l.steps as f64),
+            l.samples_per_kwh.map_or_else(|| "-".into(), thousands),
+        ];
+        o.push_str("<tr>");
+        for c in cells {
+            let _ = write!(o, "<td>{}</td>", esc(&c));
+        }
+        o.push_str("</tr>\n");
     }
     o.push_str("</table>\n");
 }

@@ -59,9 +59,68 @@ pub(crate) fn fmt(v: f64) -> String {
     }
 }
 
-/// Power of each GPU (and the CPU) over the run, steps shaded.
+/// Band colours of the named phases and idle (train steps are shaded `STEP_FILL`).
+const BAND_FILLS: [&str; 6] = [
+    "#fbd9a5", "#cdebc5", "#e6d3f0", "#f7c6c7", "#c9e9ee", "#efe3c2",
+];
+const IDLE_FILL: &str = "#e4e4e4";
+const STEP_FILL: &str = "#dde8f5";
+/// More stretches than this (and narrower than a pixel) are not drawn one by one.
+const BANDS_DRAWN: usize = 5000;
+
+/// The fill of a partition class on the power figure.
+fn band_fill(class: usize) -> &'static str {
+    if class == crate::energy::phases::IDLE {
+        IDLE_FILL
+    } else {
+        BAND_FILLS[class % BAND_FILLS.len()]
+    }
+}
+
+/// Named phases and idle as bands behind the curves, with a legend in the title row.
+fn phase_bands(o: &mut String, a: &Analysis, x: &dyn Fn(i64) -> f64, (y0, y1): (f64, f64)) {
+    let p = &a.partition;
+    let all = p.bands.len() <= BANDS_DRAWN;
+    let mut shown: Vec<usize> = Vec::new();
+    for &(b, e, class) in &p.bands {
+        let (l, r) = (x(b), x(e));
+        if !all && r - l < 1.0 {
+            continue;
+        }
+        if !shown.contains(&class) {
+            shown.push(class);
+        }
+        let _ = writeln!(
+            o,
+            "<rect class=\"band\" x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
+            (r - l).max(0.3),
+            y0 - y1,
+            band_fill(class)
+        );
+    }
+    let mut lx = 420.0;
+    let names = shown
+        .iter()
+        .map(|&k| (p.names.get(k).map_or("?", |n| &**n), band_fill(k)));
+    for (name, fill) in std::iter::once(("train steps", STEP_FILL)).chain(names) {
+        // The title row holds what fits; the phases table lists every class.
+        if lx > W - 100.0 {
+            break;
+        }
+        let _ = writeln!(
+            o,
+            "<rect x=\"{lx:.0}\" y=\"10\" width=\"12\" height=\"12\" fill=\"{fill}\" stroke=\"#999\"/><text x=\"{:.0}\" y=\"20\">{}</text>",
+            lx + 16.0,
+            esc(name)
+        );
+        lx += 26.0 + 7.0 * name.len() as f64;
+    }
+}
+
+/// Power of each GPU (and the CPU) over the run, steps shaded, named phases and idle as
+/// bands.
 pub fn power(a: &Analysis) -> String {
-    let mut o = open("Power over time (W), steps shaded", H);
+    let mut o = open("Power over time (W)", H);
     let (t0, t1) = (a.start_ns, a.end_ns.max(a.start_ns + 1));
     let n = 600;
     let dt = (t1 - t0) / n;
@@ -85,12 +144,18 @@ pub fn power(a: &Analysis) -> String {
     let (x0, x1, y0, y1) = (PAD, W - 20.0, H - 30.0, 35.0);
     let x = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
     let y = |w: f64| y0 - (y0 - y1) * w / top;
+    phase_bands(&mut o, a, &x, (y0, y1));
     if a.steps.len() <= 5000 {
-        for s in &a.steps {
+        // Train steps only: an eval step lies inside its phase's band.
+        for s in a
+            .steps
+            .iter()
+            .filter(|s| crate::energy::phases::is_train(s))
+        {
             let (l, r) = (x(s.begin_ns), x(s.end_ns).max(x(s.begin_ns) + 0.3));
             let _ = writeln!(
                 o,
-                "<rect x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#dde8f5\"/>",
+                "<rect x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{STEP_FILL}\"/>",
                 r - l,
                 y0 - y1
             );

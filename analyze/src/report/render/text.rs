@@ -26,6 +26,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(o, "duration     {:.1} s", r.duration_s);
     energy_lines(&mut o, r);
     step_lines(&mut o, r);
+    phase_lines(&mut o, r);
     money_lines(&mut o, r);
     let _ = writeln!(o, "efficiency   {}", opt(r.efficiency.score, 3, ""));
     if let Some(est) = r.sources.get("estimated") {
@@ -88,6 +89,31 @@ fn step_lines(o: &mut String, r: &Report) {
         r.samples_per_kwh.map_or_else(|| "-".into(), thousands),
         opt(r.j_per_sample, 3, "")
     );
+}
+
+/// Where the energy went, class by class: train, named phases, stall, idle.
+fn phase_lines(o: &mut String, r: &Report) {
+    if r.phases.0.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "{:<15}{:>14} {:>6} {:>10} {:>7}  samples/kWh",
+        "phases", "energy", "share", "time", "steps"
+    );
+    for (name, l) in &r.phases.0 {
+        let _ = writeln!(
+            o,
+            "  {:<12} {:>14} {:>6} {:>10} {:>7}  {}",
+            name,
+            kwh(l.energy_kwh),
+            l.share
+                .map_or_else(|| "-".into(), |s| format!("{}%", fixed(s * 100.0, 1))),
+            format!("{} s", fixed(l.seconds, 1)),
+            thousands(l.steps as f64),
+            l.samples_per_kwh.map_or_else(|| "-".into(), thousands)
+        );
+    }
 }
 
 /// Cost and the carbon budget.
