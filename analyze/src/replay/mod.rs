@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use eco2ai_metrics::{Kind, MetricsState, RunInfo, Sink, render};
-use eco2ai_trace::from_batch::{cpu_rows, eval_rows, gpu_rows, step_rows};
-use eco2ai_trace::{CpuRow, EvalRow, GpuRow, Rows, Run, StepRow, Table, TraceError};
+use eco2ai_trace::from_batch::{cpu_rows, eval_rows, gpu_rows, phase_rows, step_rows};
+use eco2ai_trace::{CpuRow, EvalRow, GpuRow, PhaseRow, Rows, Run, StepRow, Table, TraceError};
 
 /// What the trace does not say: grid intensity override, prices, budget, PUE.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,7 @@ enum Event {
     Cpu(CpuRow),
     Step(StepRow),
     Eval(EvalRow),
+    Phase(PhaseRow),
 }
 
 impl Event {
@@ -42,6 +43,8 @@ impl Event {
             // A step is known once it has ended.
             Event::Step(r) => r.end_ns,
             Event::Eval(r) => r.ts_ns,
+            // Likewise a phase span (its row is written at its end).
+            Event::Phase(r) => r.end_ns,
         }
     }
 }
@@ -97,6 +100,10 @@ fn read_events(run: &Run) -> Result<(Vec<Event>, usize), TraceError> {
     }
     for b in run.read_table(Table::Evals)?.batches {
         events.extend(eval_rows(&b).into_iter().map(Event::Eval));
+    }
+    // A run recorded before phases has no phases table: it reads as empty.
+    for b in run.read_table(Table::Phases)?.batches {
+        events.extend(phase_rows(&b).into_iter().map(Event::Phase));
     }
     // Rows outside the run (a corrupt or forged timestamp) would stretch the replay over
     // years of empty ticks: they are left out, and counted.
@@ -208,6 +215,11 @@ impl Replay {
         while self.next < self.events.len() && self.events[self.next].ts_ns() <= t_ns {
             let batch = self.take_run_of_one_kind(t_ns);
             self.state.observe(&batch);
+            if self.next == self.events.len() {
+                // No energy row comes after the last: a span that ended at the stop
+                // is counted with what is known, as the recording's last rows were.
+                self.state.phases.flush();
+            }
         }
     }
 
@@ -218,6 +230,7 @@ impl Replay {
             Event::Cpu(_) => Rows::Cpu(Vec::new()),
             Event::Step(_) => Rows::Steps(Vec::new()),
             Event::Eval(_) => Rows::Evals(Vec::new()),
+            Event::Phase(_) => Rows::Phases(Vec::new()),
         };
         while let Some(e) = self.events.get(self.next).filter(|e| e.ts_ns() <= t_ns) {
             match (&mut rows, e) {
@@ -225,6 +238,7 @@ impl Replay {
                 (Rows::Cpu(v), Event::Cpu(r)) => v.push(r.clone()),
                 (Rows::Steps(v), Event::Step(r)) => v.push(r.clone()),
                 (Rows::Evals(v), Event::Eval(r)) => v.push(r.clone()),
+                (Rows::Phases(v), Event::Phase(r)) => v.push(r.clone()),
                 _ => break,
             }
             self.next += 1;
@@ -264,6 +278,52 @@ mod tests {
             dir: "r".into(),
             rows_outside: 0,
         }
+    }
+
+    #[test]
+    fn phase_spans_replay_as_they_were_live() {
+        use eco2ai_trace::phase::EVAL;
+        const S: i64 = 1_000_000_000;
+        // One GPU at 200 W polled every 100 ms for 10 s; an eval span from 2 s to 5 s.
+        let gpu = |k: i64| GpuRow {
+            ts_ns: k * S / 10,
+            gpu: 0,
+            power_mw: Some(200_000),
+            ..GpuRow::default()
+        };
+        let span = PhaseRow {
+            pid: 1,
+            name: EVAL.into(),
+            begin_ns: 2 * S,
+            end_ns: 5 * S,
+            source: "socket",
+        };
+        let mut r = empty(0, 10 * S);
+        r.state.info.pue = 1.0;
+        r.events = (0..=100).map(|k| Event::Gpu(gpu(k))).collect();
+        r.events.push(Event::Phase(span.clone()));
+        r.events.sort_by_key(Event::ts_ns);
+        r.advance_to(10 * S);
+        // Live, the span's row arrives a second after its end, amid the power rows.
+        let mut live = MetricsState::new(RunInfo {
+            pue: 1.0,
+            ..RunInfo::default()
+        });
+        live.observe(&Rows::Gpu((0..=60).map(gpu).collect()));
+        live.observe(&Rows::Phases(vec![span]));
+        live.observe(&Rows::Gpu((61..=100).map(gpu).collect()));
+        let totals = |s: &MetricsState| {
+            s.phases
+                .totals()
+                .map(|(k, t)| (k.to_string(), *t))
+                .collect::<Vec<_>>()
+        };
+        let (replayed, live) = (totals(r.state()), totals(&live));
+        assert_eq!(replayed, live);
+        assert_eq!(replayed.len(), 1);
+        let t = replayed[0].1;
+        assert!((t.seconds - 3.0).abs() < 1e-9, "{t:?}");
+        assert!((t.energy_j - 600.0).abs() < 1e-6, "{t:?}");
     }
 
     #[test]
