@@ -189,3 +189,109 @@ fn json_table_and_steps_csv_carry_the_phases() {
     assert!(phase_of.contains(&"eval") && phase_of.contains(&"train"));
     assert!(phase_of.iter().all(|p| *p == "eval" || *p == "train"));
 }
+
+#[test]
+fn compare_and_the_heatmap_count_training_samples_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, without) = (tmp.path().join("a"), tmp.path().join("b"));
+    let spec = Spec::with_phases();
+    let truth = synth::generate(&with, &spec).unwrap();
+    synth::generate(&without, &Spec::default()).unwrap();
+    let train_steps = truth.step_phase.iter().filter(|p| p.is_none()).count();
+    let train_samples = (train_steps as u64 * spec.samples_per_step) as f64;
+    let r = report::report(&report::analyse(&with).unwrap(), &Options::default());
+
+    let o = analyze(&[
+        "compare",
+        with.to_str().unwrap(),
+        without.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let line = c["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["metric"] == "samples_per_kwh")
+        .unwrap();
+    let a = line["a"].as_f64().unwrap();
+    assert!((a - train_samples / r.energy_kwh).abs() < 1e-6 * a, "{a}");
+
+    let out = tmp.path().join("out");
+    let o = analyze(&[
+        "report",
+        with.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hm = std::fs::read_to_string(out.join("synthetic").join("heatmap.csv")).unwrap();
+    // One hour cell: its samples are the training steps'.
+    let cells: Vec<Vec<&str>> = hm.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(cells.len(), 1, "{hm}");
+    let (kwh, per_kwh): (f64, f64) = (cells[0][3].parse().unwrap(), cells[0][4].parse().unwrap());
+    let samples = kwh * per_kwh;
+    assert!(
+        (samples - train_samples).abs() < 1e-3 * train_samples,
+        "{samples} vs {train_samples}"
+    );
+}
+
+/// Rewrites a run's steps table with the steps numbered below `below` marked `eval`.
+fn mark_eval(run: &std::path::Path, below: u64) {
+    use eco2ai_trace::segment::TableWriter;
+    use eco2ai_trace::{Rows, Run, Table};
+    let data = Run::open(run).unwrap().read_table(Table::Steps).unwrap();
+    let mut rows: Vec<_> = data
+        .batches
+        .iter()
+        .flat_map(eco2ai_trace::from_batch::step_rows)
+        .collect();
+    for r in &mut rows {
+        if r.step < below {
+            r.phase = Some("eval".into());
+        }
+    }
+    std::fs::remove_dir_all(run.join("steps")).unwrap();
+    let mut w = TableWriter::create(run, Table::Steps).unwrap();
+    w.write(&Rows::Steps(rows).to_batch().unwrap()).unwrap();
+    w.rotate().unwrap();
+}
+
+#[test]
+fn job_counts_training_samples_only() {
+    use eco2ai_analyze::synth_job::{JobSpec, generate_job};
+    let tmp = tempfile::tempdir().unwrap();
+    let truth = generate_job(tmp.path(), &JobSpec::default()).unwrap();
+    let prices = eco2ai_trace::pricing::PriceArgs {
+        country: None,
+        region: None,
+        gco2_per_kwh: None,
+        pue: None,
+        price_per_kwh: None,
+        gpu_hour_usd: None,
+        carbon_budget_kg: None,
+    };
+    let before = eco2ai_analyze::job::analyse(&truth.job_dir, &prices).unwrap();
+    let eval_samples: u64 = before
+        .steps
+        .iter()
+        .filter(|s| s.step < 5)
+        .map(|s| s.samples)
+        .sum();
+    assert!(eval_samples > 0);
+    for node in &truth.node_dirs {
+        mark_eval(node, 5);
+    }
+    let after = eco2ai_analyze::job::analyse(&truth.job_dir, &prices).unwrap();
+    assert_eq!(after.samples, before.samples - eval_samples);
+    assert!(
+        after
+            .steps
+            .iter()
+            .filter(|s| s.step < 5)
+            .all(|s| s.samples == 0)
+    );
+}

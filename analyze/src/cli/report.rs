@@ -150,14 +150,8 @@ fn load_as(dir: &Path, which: &str) -> Result<Analysis> {
     a.with_context(|| format!("reading run {}", dir.display()))
 }
 
-fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
-    // The run id comes from the run's meta.json: it must not lead outside `out`.
-    let id = eco2ai_trace::validate_run_id(&a.run_id).context(
-        "refusing to write the report directory: the run's meta.json has an unsafe run_id",
-    )?;
-    let dir = out.join(id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
+/// steps.csv: every step's times, samples, loss, energy per device, and phase.
+fn steps_csv(a: &Analysis) -> String {
     let mut csv = String::from("step,begin_unix_s,end_unix_s,duration_s,samples,loss,gpu_j,cpu_j");
     for d in &a.devices {
         let _ = write!(csv, ",{}_j", d.name);
@@ -189,7 +183,18 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
             s.phase.as_deref().unwrap_or(eco2ai_trace::phase::TRAIN)
         );
     }
-    std::fs::write(dir.join("steps.csv"), csv)?;
+    csv
+}
+
+fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
+    // The run id comes from the run's meta.json: it must not lead outside `out`.
+    let id = eco2ai_trace::validate_run_id(&a.run_id).context(
+        "refusing to write the report directory: the run's meta.json has an unsafe run_id",
+    )?;
+    let dir = out.join(id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
+    std::fs::write(dir.join("steps.csv"), steps_csv(a))?;
     let cells = heatmap::cells(&[a])?;
     let figs = html::figure_set(a, r, &cells);
     for (name, svg) in &figs {

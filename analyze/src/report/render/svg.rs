@@ -117,6 +117,26 @@ fn phase_bands(o: &mut String, a: &Analysis, x: &dyn Fn(i64) -> f64, (y0, y1): (
     }
 }
 
+/// Train steps shaded behind the curves (up to 5,000 of them: more would be a solid block).
+fn step_shading(o: &mut String, a: &Analysis, x: &dyn Fn(i64) -> f64, (y0, y1): (f64, f64)) {
+    if a.steps.len() <= 5000 {
+        // Train steps only: an eval step lies inside its phase's band.
+        for s in a
+            .steps
+            .iter()
+            .filter(|s| crate::energy::phases::is_train(s))
+        {
+            let (l, r) = (x(s.begin_ns), x(s.end_ns).max(x(s.begin_ns) + 0.3));
+            let _ = writeln!(
+                o,
+                "<rect x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{STEP_FILL}\"/>",
+                r - l,
+                y0 - y1
+            );
+        }
+    }
+}
+
 /// Power of each GPU (and the CPU) over the run, steps shaded, named phases and idle as
 /// bands.
 pub fn power(a: &Analysis) -> String {
@@ -145,22 +165,7 @@ pub fn power(a: &Analysis) -> String {
     let x = |t: i64| x0 + (x1 - x0) * (t - t0) as f64 / (t1 - t0) as f64;
     let y = |w: f64| y0 - (y0 - y1) * w / top;
     phase_bands(&mut o, a, &x, (y0, y1));
-    if a.steps.len() <= 5000 {
-        // Train steps only: an eval step lies inside its phase's band.
-        for s in a
-            .steps
-            .iter()
-            .filter(|s| crate::energy::phases::is_train(s))
-        {
-            let (l, r) = (x(s.begin_ns), x(s.end_ns).max(x(s.begin_ns) + 0.3));
-            let _ = writeln!(
-                o,
-                "<rect x=\"{l:.1}\" y=\"{y1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{STEP_FILL}\"/>",
-                r - l,
-                y0 - y1
-            );
-        }
-    }
+    step_shading(&mut o, a, &x, (y0, y1));
     let palette = [
         "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
     ];
