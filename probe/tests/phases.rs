@@ -176,9 +176,9 @@ fn scrape(port: u16) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    Some(reply.split_once("\r\n\r\n")?.1.to_string())
 }
 
 /// (phase label, value) of one family's samples.
@@ -238,4 +238,31 @@ fn metrics_label_at_most_sixteen_phases_then_other() {
     assert!(secs["checkpoint"] >= ROUNDS as f64 * 0.005, "{secs:?}");
     assert!(energy["checkpoint"] > 0.0, "{energy:?}");
     assert!(body.contains(r#"project_name="p",phase="eval""#), "{body}");
+    promtool_accepts(&body);
+}
+
+/// `promtool check metrics` parses the body (lint notes about names are not errors).
+fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let Ok(mut p) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: exposition format not cross-checked");
+        return;
+    };
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let o = p.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !text.contains("error while linting") && !text.contains("parsing error"),
+        "{text}"
+    );
 }
