@@ -48,7 +48,7 @@ pub fn page(a: &Analysis, r: &Report, figs: &[(&'static str, String)]) -> String
          <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}\
          table{{border-collapse:collapse}}th{{text-align:left;padding:2px 12px 2px 0}}\
          td{{padding:2px 8px 2px 0}}figure{{margin:1.5em 0}}.warn{{color:#b00}}\
-         #steps td{{text-align:right}}</style></head><body>\n\
+         #steps td,#phases td+td{{text-align:right}}</style></head><body>\n\
          <h1>Run {id}</h1>",
         id = esc(&r.run_id)
     );
@@ -97,7 +97,7 @@ fn summary(o: &mut String, r: &Report) {
     );
     row(
         o,
-        "samples per kWh",
+        "training samples per kWh",
         r.samples_per_kwh.map_or_else(|| "-".into(), thousands),
     );
     step_rows(o, r);
