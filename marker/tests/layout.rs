@@ -107,3 +107,68 @@ fn the_c_header_and_python_declare_every_exported_marker() {
         assert!(python.contains(n), "{n} missing from markers.py");
     }
 }
+
+/// Inputs whose cleaning every side must agree on: each non-NUL byte alone, and names
+/// too long, with spaces, slashes and UTF-8 (a C string ends at its NUL, so none here).
+fn names_to_clean() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = (1..=255u8).map(|b| vec![b]).collect();
+    v.push(format!("data loader/{}", "x".repeat(40)).into_bytes());
+    v.push("évál:1".as_bytes().to_vec());
+    v.push(vec![b'a'; 33]);
+    v.push(b"eval".to_vec());
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn python_cleans_phase_names_as_the_library_does() {
+    let markers_py = root().join("python/hf_eco2ai/markers.py");
+    let inputs: Vec<String> = names_to_clean().iter().map(|n| hex(n)).collect();
+    let script = format!(
+        "import importlib.util, sys\n\
+         spec = importlib.util.spec_from_file_location('m', r'{}')\n\
+         m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n\
+         for h in sys.stdin.read().split():\n\
+         \x20   print(m.clean_phase_name(bytes.fromhex(h)).encode('ascii').hex())\n",
+        markers_py.display()
+    );
+    let child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("SKIPPED: no python3");
+        return;
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(inputs.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let library: Vec<String> = names_to_clean()
+        .iter()
+        .map(|n| {
+            let packed = eco2ai_marker::clean_phase_name(n).unwrap();
+            let len = packed.iter().position(|&b| b == 0).unwrap_or(packed.len());
+            hex(&packed[..len])
+        })
+        .collect();
+    assert_eq!(python, library);
+}

@@ -266,3 +266,20 @@ fn promtool_accepts(body: &str) {
         "{text}"
     );
 }
+
+#[test]
+fn the_library_cleans_names_by_the_trace_rule() {
+    use eco2ai_trace::phase::{clean_name, pack, unpack};
+    let mut inputs: Vec<Vec<u8>> = (1..=255u8).map(|b| vec![b]).collect();
+    inputs.push(format!("data loader/{}", "x".repeat(40)).into_bytes());
+    inputs.push("évál:1".as_bytes().to_vec());
+    inputs.push(vec![b'a'; 33]);
+    for raw in inputs {
+        let library = eco2ai_marker::clean_phase_name(&raw);
+        let trace = clean_name(&raw).map(|n| pack(&n));
+        assert_eq!(library, trace, "{raw:?}");
+        // What the library sends, the probe takes.
+        assert!(library.is_some_and(|p| unpack(&p).is_some()), "{raw:?}");
+    }
+    assert_eq!(eco2ai_marker::clean_phase_name(b""), None);
+}
