@@ -1,6 +1,7 @@
 //! Replay throughput (`cargo xtask bench-replay`): OpenMetrics encoding and remote_write
-//! into VictoriaMetrics (Debian's victoria-metrics, started here on a free port), on a
-//! generated run of 8 GPUs for an hour. Prints figures; asserts nothing about speed.
+//! into VictoriaMetrics (Debian's victoria-metrics, started here on a free port) over
+//! http and, with a private CA from scripts/test-ca.sh, over https, on a generated run of
+//! 8 GPUs for an hour. Prints figures; asserts nothing about speed.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -111,44 +112,74 @@ fn main() {
         println!("remote_write: SKIPPED, {vm} not installed (cargo xtask setup)");
         return;
     }
+    remote_write_into_vm(&run, tmp.path(), None);
+    // https: what keep-alive saves is a TLS handshake a request.
+    let certs = tmp.path().join("certs");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-ca.sh");
+    let made = std::fs::create_dir_all(&certs).is_ok()
+        && Command::new("bash")
+            .arg(script)
+            .arg(&certs)
+            .status()
+            .is_ok_and(|s| s.success());
+    if made {
+        remote_write_into_vm(&run, tmp.path(), Some(&certs));
+    } else {
+        println!("remote_write over https: SKIPPED, no certificates (openssl missing?)");
+    }
+}
+
+/// Replays the run into a fresh VictoriaMetrics, over https when `certs` (from
+/// scripts/test-ca.sh) is given; prints the throughput.
+fn remote_write_into_vm(
+    run: &std::path::Path,
+    tmp: &std::path::Path,
+    certs: Option<&std::path::Path>,
+) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
-    let mut child = Command::new(vm)
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    let mut vm = Command::new("/usr/bin/victoria-metrics");
+    vm.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg(format!(
             "-storageDataPath={}",
-            tmp.path().join("vm").display()
+            tmp.join(format!("vm-{scheme}")).display()
         ))
         .arg("-retentionPeriod=100y")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start victoria-metrics");
+        .stderr(Stdio::null());
+    if let Some(c) = certs {
+        vm.arg("-tls")
+            .arg(format!("-tlsCertFile={}", c.join("server.pem").display()))
+            .arg(format!("-tlsKeyFile={}", c.join("server.key").display()));
+    }
+    let mut child = vm.spawn().expect("start victoria-metrics");
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t.elapsed().as_secs() < 30, "victoria-metrics did not start");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let mut r = Replay::open(&run, &prices()).expect("open");
+    let mut r = Replay::open(run, &prices()).expect("open");
     let o = remote_write::Options {
         batch_samples: 20_000,
+        ca_file: certs.map(|c| c.join("ca.pem")),
         ..Default::default()
     };
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
+    let url = format!("{scheme}://127.0.0.1:{port}/api/v1/write");
     let s = remote_write::replay(&mut r, 100_000_000, &url, &o, &mut |_| {});
     let _ = child.kill();
     let _ = child.wait();
     match s {
         Ok(s) => println!(
-            "remote_write into VictoriaMetrics: {} samples in {} requests ({:.1} MB snappy) in {:.2} s = {:.2} M samples/s",
+            "remote_write into VictoriaMetrics over {scheme}: {} samples in {} requests ({:.1} MB snappy) in {:.2} s = {:.2} M samples/s",
             s.samples,
             s.requests,
             s.bytes as f64 / 1e6,
             s.secs,
             s.samples as f64 / s.secs / 1e6
         ),
-        Err(e) => println!("remote_write failed: {e}"),
+        Err(e) => println!("remote_write over {scheme} failed: {e}"),
     }
 }

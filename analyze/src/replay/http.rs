@@ -1,9 +1,9 @@
 //! The remote_write HTTP client: reqwest (hyper, rustls) on a current-thread tokio
-//! runtime, the versions and features polars' object_store already builds. One client
-//! per replay keeps its connection alive, so an https receiver costs one TLS handshake,
-//! not one a request. TLS trusts the system's roots plus `--ca-file`. Credentials in the
-//! URL (`https://user:pass@host/...`) become basic auth and never reach a message:
-//! reqwest's errors are shown without their URL.
+//! runtime, rustls only and the fewest features. One client per replay keeps its
+//! connection alive, so an https receiver costs one TLS handshake, not one a request.
+//! TLS trusts the system's roots plus `--ca-file`. Credentials in the URL
+//! (`https://user:pass@host/...`) become basic auth and never reach a message: reqwest's
+//! errors are shown without their URL.
 
 use std::path::Path;
 use std::time::Duration;
