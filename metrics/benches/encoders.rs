@@ -79,9 +79,13 @@ fn state() -> MetricsState {
     s
 }
 
-/// Every family and sample `render` hands out, to feed the libraries the same data.
+/// One sample: its labels and value.
+type LabeledValue = (Vec<(String, String)>, f64);
+
+/// Every family (name, kind, help, samples) `render` hands out, to feed the libraries
+/// the same data.
 #[derive(Default)]
-struct Recorded(Vec<(String, Kind, String, Vec<(Vec<(String, String)>, f64)>)>);
+struct Recorded(Vec<(String, Kind, String, Vec<LabeledValue>)>);
 
 impl Sink for Recorded {
     fn family(&mut self, name: &str, kind: Kind, help: &str) {
