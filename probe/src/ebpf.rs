@@ -64,6 +64,43 @@ pub fn is_built() -> bool {
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
+/// The byte offset of `child_pid` in sched_process_fork's record, from tracefs.
+fn fork_child_offset() -> Result<u32, EbpfError> {
+    ensure_tracefs()?;
+    let format =
+        std::fs::read_to_string(Path::new(TRACEFS).join("events/sched/sched_process_fork/format"))
+            .map_err(|e| load_err("reading sched_process_fork's format", e))?;
+    fork_child_pid_offset(&format)
+        .ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))
+}
+
+/// Attaches the `--uprobe` counters, the marker uprobes on `lib` (sync and phases
+/// optional, for older libraries) and the scheduler tracepoints.
+fn attach_all(
+    ebpf: &mut Ebpf,
+    lib: &Path,
+    step_counters: &[(String, String)],
+) -> Result<(), EbpfError> {
+    for (slot, (target, symbol)) in step_counters.iter().enumerate() {
+        attach_uprobe(ebpf, &format!("count{slot}"), symbol, Path::new(target))?;
+    }
+    attach_uprobe(ebpf, "step_begin", "eco2ai_step_begin", lib)?;
+    attach_uprobe(ebpf, "step_end", "eco2ai_step_end", lib)?;
+    attach_uprobe(ebpf, "eval_bits", "eco2ai_eval_bits", lib)?;
+    attach_uprobe(ebpf, "step_log_bits", "eco2ai_step_log_bits", lib)?;
+    // An older marker library has no eco2ai_step_sync: its steps lack sync_ns only.
+    if let Err(e) = attach_uprobe(ebpf, "step_sync", "eco2ai_step_sync", lib) {
+        eprintln!("eco2ai-probe: {e}; steps will have no sync_ns");
+    }
+    // Likewise a library from before phases: every step is then `train`.
+    if let Err(e) = attach_uprobe(ebpf, "phase_bits", "eco2ai_phase_bits", lib) {
+        eprintln!("eco2ai-probe: {e}; no phases will be recorded");
+    }
+    attach_tracepoint(ebpf, "sched_switch", "sched")?;
+    attach_tracepoint(ebpf, "sched_process_fork", "sched")?;
+    Ok(())
+}
+
 /// Tracepoints need tracefs, which these machines do not mount at boot.
 fn ensure_tracefs() -> Result<(), EbpfError> {
     if Path::new(TRACEFS).join("events").is_dir() {
@@ -237,13 +274,7 @@ impl EbpfProbe {
         let lib = lib
             .canonicalize()
             .map_err(|e| load_err(format!("marker library {}", lib.display()), e))?;
-        ensure_tracefs()?;
-        let format = std::fs::read_to_string(
-            Path::new(TRACEFS).join("events/sched/sched_process_fork/format"),
-        )
-        .map_err(|e| load_err("reading sched_process_fork's format", e))?;
-        let child_off = fork_child_pid_offset(&format)
-            .ok_or_else(|| load_err("sched_process_fork format", "no child_pid field"))?;
+        let child_off = fork_child_offset()?;
 
         let mut ebpf = load_object(bytes).map_err(|e| load_err("loading the eBPF object", e))?;
         let mut config: Array<MapData, u32> = take(&mut ebpf, "CONFIG")?;
@@ -255,28 +286,7 @@ impl EbpfProbe {
                 .set(slot, value, 0)
                 .map_err(|e| load_err("CONFIG", e))?;
         }
-        for (slot, (target, symbol)) in step_counters.iter().enumerate() {
-            attach_uprobe(
-                &mut ebpf,
-                &format!("count{slot}"),
-                symbol,
-                Path::new(target),
-            )?;
-        }
-        attach_uprobe(&mut ebpf, "step_begin", "eco2ai_step_begin", &lib)?;
-        attach_uprobe(&mut ebpf, "step_end", "eco2ai_step_end", &lib)?;
-        attach_uprobe(&mut ebpf, "eval_bits", "eco2ai_eval_bits", &lib)?;
-        attach_uprobe(&mut ebpf, "step_log_bits", "eco2ai_step_log_bits", &lib)?;
-        // An older marker library has no eco2ai_step_sync: its steps lack sync_ns only.
-        if let Err(e) = attach_uprobe(&mut ebpf, "step_sync", "eco2ai_step_sync", &lib) {
-            eprintln!("eco2ai-probe: {e}; steps will have no sync_ns");
-        }
-        // Likewise a library from before phases: every step is then `train`.
-        if let Err(e) = attach_uprobe(&mut ebpf, "phase_bits", "eco2ai_phase_bits", &lib) {
-            eprintln!("eco2ai-probe: {e}; no phases will be recorded");
-        }
-        attach_tracepoint(&mut ebpf, "sched_switch", "sched")?;
-        attach_tracepoint(&mut ebpf, "sched_process_fork", "sched")?;
+        attach_all(&mut ebpf, &lib, step_counters)?;
         let tracked = Tracked(take(&mut ebpf, "TRACKED")?);
         let probe = EbpfProbe {
             ring: take(&mut ebpf, "EVENTS")?,
@@ -292,6 +302,7 @@ impl EbpfProbe {
 
     /// For the marker benchmark: only the empty uprobe program, attached to `symbols`
     /// of `lib`, to measure what the bare uprobe trap costs on the same functions.
+    #[cfg(feature = "bench-hooks")]
     pub fn attach_empty(lib: &Path, symbols: &[&str]) -> Result<Ebpf, EbpfError> {
         let bytes = embedded().ok_or(EbpfError::NotBuilt)?;
         let lib = lib

@@ -24,6 +24,8 @@ pub struct MarkerFns {
     pub begin: extern "C" fn(u64),
     pub end: unsafe extern "C" fn(*const eco2ai_marker::Eco2aiStep),
     pub eval: extern "C" fn(u64, f64),
+    // Read by the marker benchmark only (`bench-hooks`).
+    #[cfg_attr(not(feature = "bench-hooks"), allow(dead_code))]
     pub lost: extern "C" fn() -> u64,
     /// `eco2ai_phase_begin/end`; None in a library from before phases.
     pub phase_begin: Option<PhaseFn>,
