@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use eco2ai_trace::job::RankInfo;
-use eco2ai_trace::{Meta, Run, RunStatus, Table};
+use eco2ai_trace::{Meta, Run, RunStatus, StepRow, Table};
 
 use super::JobError;
 
@@ -232,6 +232,22 @@ impl NodeSteps {
 /// How far outside the run's span a step row may lie (as the per-run report allows).
 const STEP_SLACK_NS: i64 = 60_000_000_000;
 
+/// The processes that sent `rows`, with their rank from meta.json where it has one,
+/// ordered by local rank, then rank, then pid.
+fn rank_ids(m: &Meta, rows: &[StepRow]) -> Vec<RankId> {
+    let pids: BTreeSet<u32> = rows.iter().map(|r| r.pid).collect();
+    let known = m.job.as_ref().map(|j| &j.ranks);
+    let mut ranks: Vec<RankId> = pids
+        .iter()
+        .map(|&pid| RankId {
+            pid,
+            info: known.and_then(|k| k.get(&pid)).copied(),
+        })
+        .collect();
+    ranks.sort_by_key(|r| (r.info.map(|i| i.local_rank), r.info.map(|i| i.rank), r.pid));
+    ranks
+}
+
 /// The node's steps by rank: every process that sent steps is a rank (meta.job.ranks
 /// names its global and local rank when the probe read them).
 pub fn node_steps(n: &NodeRun) -> Result<NodeSteps, JobError> {
@@ -255,17 +271,7 @@ pub fn node_steps(n: &NodeRun) -> Result<NodeSteps, JobError> {
             rows.push(r);
         }
     }
-    let pids: BTreeSet<u32> = rows.iter().map(|r| r.pid).collect();
-    let known = m.job.as_ref().map(|j| &j.ranks);
-    out.ranks = pids
-        .iter()
-        .map(|&pid| RankId {
-            pid,
-            info: known.and_then(|k| k.get(&pid)).copied(),
-        })
-        .collect();
-    out.ranks
-        .sort_by_key(|r| (r.info.map(|i| i.local_rank), r.info.map(|i| i.rank), r.pid));
+    out.ranks = rank_ids(m, &rows);
     let slot: BTreeMap<u32, usize> = out
         .ranks
         .iter()
