@@ -29,6 +29,10 @@ pub struct Spec {
     pub samples_per_step: u64,
     /// Named phase spans (disjoint, inside the steps' stretch), each at its own power.
     pub phases: Vec<PhaseSpec>,
+    /// Seconds without steps at the run's start and end, at `idle_w` on every GPU
+    /// (loading before training, saving after it); 0: steps from 0.5 s.
+    pub idle_s: f64,
+    pub idle_w: f64,
 }
 
 /// A named phase span of a generated run: every GPU draws `power_w` inside it. Steps
@@ -44,11 +48,11 @@ pub struct PhaseSpec {
 }
 
 impl Spec {
-    /// An eval span (40-55 s of a 120 s run, its steps marked `eval`, 150 W) and a
-    /// checkpoint span (75-95 s, no steps, 120 W), over the default run. The spans are
-    /// long against the sensor's 100 ms averages: each edge where the power jumps is
-    /// blurred over about a period (~15 ms x the jump's W, measured), which a 15 s span
-    /// keeps under 0.5%.
+    /// An eval span (35-55 s of a 120 s run, its steps marked `eval`, 150 W), a
+    /// checkpoint span (70-95 s, no steps, 120 W), 10 s idle at 100 W at each end, and
+    /// 30 ms stalls between 100 ms steps. The spans are long against the sensor's 100 ms
+    /// averages: each edge where the power jumps is blurred (up to ~30 ms x the jump's W
+    /// per GPU, measured), which 10-25 s spans keep under 0.5%.
     pub fn with_phases() -> Spec {
         let span = |name: &str, begin_s, end_s, power_w, steps| PhaseSpec {
             name: name.into(),
@@ -59,9 +63,12 @@ impl Spec {
         };
         Spec {
             phases: vec![
-                span("eval", 40.0, 55.0, 150.0, true),
-                span("checkpoint", 75.0, 95.0, 120.0, false),
+                span("eval", 35.0, 55.0, 150.0, true),
+                span("checkpoint", 70.0, 95.0, 120.0, false),
             ],
+            gap_ms: 30.0,
+            idle_s: 10.0,
+            idle_w: 100.0,
             ..Spec::default()
         }
     }
@@ -81,6 +88,8 @@ impl Default for Spec {
             resets_at_s: Vec::new(),
             samples_per_step: 32,
             phases: Vec::new(),
+            idle_s: 0.0,
+            idle_w: 0.0,
         }
     }
 }
@@ -200,21 +209,32 @@ const SEGMENT_ROWS: usize = 1 << 20;
 pub fn generate(dir: &Path, spec: &Spec) -> Result<Truth, TraceError> {
     let mut rng = Rng(spec.seed.max(1) ^ 0x5eed);
     let spans = spans(spec, &mut rng);
-    if spec.phases.is_empty() {
+    if spec.phases.is_empty() && spec.idle_s <= 0.0 {
         return generate_with(dir, spec, &Smooth, &spans);
+    }
+    // The idle ends as spans without steps or rows.
+    let idle = |begin_s, end_s| PhaseSpec {
+        name: String::new(),
+        begin_s,
+        end_s,
+        power_w: spec.idle_w,
+        steps: false,
+    };
+    let mut quiet = spec.phases.clone();
+    if spec.idle_s > 0.0 {
+        quiet.push(idle(0.0, spec.idle_s));
+        quiet.push(idle(spec.duration_s - spec.idle_s, spec.duration_s));
     }
     let profile = Phased {
         base: &Smooth,
-        spans: spec
-            .phases
+        spans: quiet
             .iter()
             .map(|p| (p.begin_s, p.end_s, p.power_w))
             .collect(),
     };
     let mut steps: Vec<(i64, i64, Option<String>)> = Vec::new();
     for &(b, e) in &spans {
-        let over = spec
-            .phases
+        let over = quiet
             .iter()
             .find(|p| (b as f64) < p.end_s * S && (e as f64) > p.begin_s * S);
         match over {
