@@ -179,7 +179,8 @@ class _RemoteWrite:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.posts.append((dict(self.headers), len(body)))
+                # Header names are case-insensitive (an HTTP client may send them lowercase).
+                outer.posts.append(({k.lower(): v for k, v in self.headers.items()}, len(body)))
                 self.send_response(204)
                 self.end_headers()
 
@@ -201,7 +202,7 @@ def test_export_batch_size_sets_the_remote_write_batches(three_runs):
             srv.httpd.shutdown()
             srv.httpd.server_close()
         assert done.returncode == 0, done.stderr
-        assert all(h.get("Content-Encoding") == "snappy" for h, _ in srv.posts)
+        assert all(h.get("content-encoding") == "snappy" for h, _ in srv.posts)
         counts[batch] = len(srv.posts)
     assert counts[100_000] == 1
     # Batches end on a time point: several requests at 10 samples, one in all.
