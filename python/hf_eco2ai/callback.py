@@ -42,7 +42,7 @@ class Eco2AICallback(TrainerCallback):
         self.summary = None
         self.budget_exceeded_at_step = None
         self._in_step = False
-        self._step_phase = None
+        self._step_in_train = True
         self._samples = 0
         self._train_steps = 0
         self._last_check = 0.0
@@ -81,7 +81,7 @@ class Eco2AICallback(TrainerCallback):
             # not take this training step.
             self._end_flow("eval")
             self._end_flow("checkpoint")
-            self._step_phase = self.markers.phase_now  # None: a training step
+            self._step_in_train = self.markers.in_train
             self.markers.begin(state.global_step + 1)
             self._in_step = True
 
@@ -97,7 +97,7 @@ class Eco2AICallback(TrainerCallback):
             except (AttributeError, IndexError, TypeError):
                 lr = None
         self.markers.end(state.global_step, samples=samples, lr=lr, epoch=state.epoch)
-        if self._step_phase is None:
+        if self._step_in_train:
             self._samples += samples  # training samples only (a user's phase is not)
             self._train_steps += 1
         self._in_step = False

@@ -14,6 +14,7 @@ NAN = float("nan")
 # process (the probe refuses a deeper begin, so Python does not send one).
 PHASE_NAME_MAX_BYTES = 32
 PHASE_MAX_DEPTH = 8
+PHASE_TRAIN = "train"
 _PHASE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 log = logging.getLogger("hf_eco2ai")
@@ -139,6 +140,12 @@ class Markers:
     def phase_now(self):
         """The innermost open phase of this process, None when training (`train`)."""
         return self.phases_open[-1] if self.phases_open else None
+
+    @property
+    def in_train(self):
+        """Whether a step begun now is a training step: no span open, or the innermost
+        named "train" (trace::phase::TRAIN, what samples/kWh counts)."""
+        return self.phase_now in (None, PHASE_TRAIN)
 
     def phase_begin(self, name, clean=False):
         """Opens a span of phase `name`: steps begun until phase_end(name) belong to it.

@@ -36,17 +36,17 @@ class StepTracker:
         self.samples = 0
         self.train_steps = 0
         self.summary = None
-        self._phase_at_begin = None
+        self._train_at_begin = True
 
     def begin(self, step=None):
         self.current = self.next_step if step is None else int(step)
         # A step belongs to the phase its process was in when it began.
-        self._phase_at_begin = self.markers.phase_now
+        self._train_at_begin = self.markers.in_train
         self.markers.begin(self.current)
 
     def end(self, samples=0, tokens=0, loss=None, lr=None, epoch=None):
         self.markers.end(self.current, samples, tokens, loss, lr, epoch)
-        if self._phase_at_begin is None:
+        if self._train_at_begin:
             self.samples += int(samples or 0)
             self.train_steps += 1
         self.next_step = self.current + 1

@@ -177,7 +177,9 @@ def test_a_span_ends_when_the_block_raises_and_innermost_of_a_name_closes():
     m.phase_begin("b")
     m.phase_begin("a")
     m.phase_end("a")
-    assert m.phases_open == ["a", "b"]
+    assert m.phases_open == ["a", "b"] and not m.in_train
+    with m.phase("train"):  # a span named train holds training steps, as the report says
+        assert m.in_train
 
 
 def test_an_older_library_is_said_once_and_never_fails(caplog):
