@@ -1,7 +1,7 @@
 #![no_main]
 //! The intensity/price series parser on arbitrary text. analyze/src/series.rs is
-//! compiled here on its own: the analyze crate links polars, too slow to build with
-//! coverage instrumentation.
+//! compiled here on its own: the analyze crate links resvg and reqwest, slow to build
+//! with coverage instrumentation.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,6 +1,6 @@
 //! hf-eco2ai recorder. Pipeline: samplers (NVML, RAPL, procfs, estimate) -> one
 //! bounded channel -> the trace writer (crash-safe segments) -> `runs/<run-id>/`.
-//! Never links polars: analysis lives in `eco2ai-analyze`.
+//! Never links the analyzer: analysis lives in `eco2ai-analyze`.
 
 pub mod batcher;
 pub mod clock;

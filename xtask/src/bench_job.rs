@@ -132,7 +132,7 @@ fn largest_node(job: &Path) -> u64 {
 pub fn bench_job(args: &[String]) -> Result<()> {
     let f = flags(args)?;
     // By default the dev profile the suite builds (dependencies at opt-level 1, ours
-    // unoptimised), with -p: the suite's feature set, so polars is not rebuilt;
+    // unoptimised), with -p: the suite's feature set, so nothing is rebuilt;
     // --release for the figure that compares with DuckDB's optimised build.
     let profile = if f.release { "release" } else { "debug" };
     let mut build = vec!["build", "-p", "eco2ai-analyze", "--bin", "eco2ai-analyze"];

@@ -11,7 +11,7 @@
 //!
 //! Why every target: the test suite builds `--workspace --all-targets`; building anything
 //! less selects other features of shared dependencies (dev-dependencies unify too) and
-//! compiles polars and arrow a second time. One invocation for both keeps `xtask run`
+//! compiles arrow, parquet and reqwest a second time. One invocation for both keeps `xtask run`
 //! after `xtask test` (and the suite's smoke run) free of rebuilds.
 
 use std::io::{BufRead, BufReader};

@@ -195,7 +195,7 @@ fn write_dir(out: &Path, a: &Analysis, r: &Report) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
     std::fs::write(dir.join("steps.csv"), steps_csv(a))?;
-    let cells = heatmap::cells(&[a])?;
+    let cells = heatmap::cells(&[a]);
     let figs = html::figure_set(a, r, &cells);
     for (name, svg) in &figs {
         std::fs::write(dir.join(name), svg)?;
@@ -244,7 +244,7 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
             write_dir(out, &an, &r)?;
         }
         if a.format == "html" {
-            let cells = heatmap::cells(&[&an])?;
+            let cells = heatmap::cells(&[&an]);
             print!(
                 "{}",
                 html::page(&an, &r, &html::figure_set(&an, &r, &cells))
