@@ -24,13 +24,27 @@ fn main() {
     // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a
     // commit). Only existing paths are named: a missing one would rerun every build.
     println!("cargo:rerun-if-changed=build.rs");
-    if let Some(git_dir) = git(&manifest, &["rev-parse", "--absolute-git-dir"]) {
-        let git_dir = PathBuf::from(git_dir);
+    // Found without git too: a build whose git call failed once (a lock, another
+    // GIT_DIR in its environment) must still rerun when HEAD moves, not keep "unknown".
+    let git_dir = git(&manifest, &["rev-parse", "--absolute-git-dir"])
+        .map(PathBuf::from)
+        .or_else(|| {
+            manifest
+                .ancestors()
+                .map(|d| d.join(".git"))
+                .find(|g| g.is_dir())
+        });
+    println!("cargo:rerun-if-env-changed=GIT_DIR");
+    if let Some(git_dir) = git_dir {
         let head = git_dir.join("HEAD");
         if head.exists() {
             println!("cargo:rerun-if-changed={}", head.display());
         }
-        if let Some(branch) = git(&manifest, &["symbolic-ref", "-q", "HEAD"]) {
+        let branch = git(&manifest, &["symbolic-ref", "-q", "HEAD"]).or_else(|| {
+            let head = std::fs::read_to_string(&head).ok()?;
+            Some(head.strip_prefix("ref: ")?.trim().to_string())
+        });
+        if let Some(branch) = branch {
             let reference = git_dir.join(branch);
             if reference.exists() {
                 println!("cargo:rerun-if-changed={}", reference.display());
