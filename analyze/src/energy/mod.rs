@@ -50,6 +50,28 @@ pub struct Quality {
 /// How far outside the run's span a step row may lie (clocks read a little apart).
 const STEP_SLACK_NS: i64 = 60_000_000_000;
 
+/// Whether a span a process marked (a step, a phase) can be used: it ends after it
+/// begins and lies inside the run, with `STEP_SLACK_NS` either side.
+pub(crate) struct SpanBounds {
+    lo_ns: i64,
+    hi_ns: i64,
+}
+
+impl SpanBounds {
+    pub(crate) fn of(m: &eco2ai_trace::Meta) -> SpanBounds {
+        SpanBounds {
+            lo_ns: m.start_ns.saturating_sub(STEP_SLACK_NS),
+            hi_ns: m
+                .end_ns
+                .map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS)),
+        }
+    }
+
+    pub(crate) fn holds(&self, begin_ns: i64, end_ns: i64) -> bool {
+        begin_ns <= end_ns && begin_ns >= self.lo_ns && end_ns <= self.hi_ns
+    }
+}
+
 fn out_of_order(ts: &[i64]) -> usize {
     ts.windows(2).filter(|w| w[1] < w[0]).count()
 }
@@ -313,14 +335,11 @@ pub fn steps(run: &Run, q: &mut Quality) -> Result<Vec<Step>, TraceError> {
     let m = run.meta();
     // Steps lie inside the run; a minute of slack for clocks read a little apart. Rows
     // outside (a forged or corrupt timestamp) are left out and counted.
-    let lo = m.start_ns.saturating_sub(STEP_SLACK_NS);
-    let hi = m
-        .end_ns
-        .map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS));
+    let bounds = SpanBounds::of(m);
     let mut all = Vec::new();
     for b in run.read_table(Table::Steps)?.batches {
         for r in eco2ai_trace::from_batch::step_rows(&b) {
-            if r.end_ns < r.begin_ns || r.begin_ns < lo || r.end_ns > hi {
+            if !bounds.holds(r.begin_ns, r.end_ns) {
                 q.steps_outside_run += 1;
                 continue;
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use eco2ai_trace::{PhaseRow, Run, Table, TraceError, phase};
 
-use super::{Device, Quality, STEP_SLACK_NS, Step};
+use super::{Device, Quality, SpanBounds, Step};
 
 /// The class of time inside train steps.
 pub const TRAIN: usize = 0;
@@ -27,15 +27,11 @@ pub fn is_train(s: &Step) -> bool {
 /// The phase spans of every process, bounded like the steps: rows ending before they
 /// begin or lying outside the run's span (plus a minute) are left out and counted.
 pub fn spans(run: &Run, q: &mut Quality) -> Result<Vec<PhaseRow>, TraceError> {
-    let m = run.meta();
-    let lo = m.start_ns.saturating_sub(STEP_SLACK_NS);
-    let hi = m
-        .end_ns
-        .map_or(i64::MAX / 4, |e| e.saturating_add(STEP_SLACK_NS));
+    let bounds = SpanBounds::of(run.meta());
     let mut out = Vec::new();
     for b in run.read_table(Table::Phases)?.batches {
         for r in eco2ai_trace::from_batch::phase_rows(&b) {
-            if r.end_ns < r.begin_ns || r.begin_ns < lo || r.end_ns > hi {
+            if !bounds.holds(r.begin_ns, r.end_ns) {
                 q.phases_outside_run += 1;
                 continue;
             }
