@@ -5,7 +5,7 @@
 //!
 //! Why the dev profile: the workspace's dev profile compiles dependencies at opt-level 1
 //! (Cargo.toml), so the test suite and the main job share one build (a clean target takes
-//! ~30 min on 2 cores; a release build would double that). The figures are honest in it:
+//! ~15 min on 2 cores, docs/benchmarks.md; a release build takes longer). The figures are honest in it:
 //! energy comes from the sensors, not from the probe's speed, and the probe's own cost is
 //! measured by `cargo xtask bench`. `--release` builds the release profile instead.
 //!
