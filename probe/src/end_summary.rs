@@ -1,11 +1,14 @@
-//! The end-of-record lines a user reads on stderr beyond energy: CO2 at the grid
-//! intensity given, cost at the prices given, and the carbon budget, from the run's
-//! final totals (live.json). The same numbers as the live metrics: IT energy x PUE.
+//! The end-of-record lines a user reads on stderr: the run, its energy per device, rows
+//! and errors (`summary`), then CO2 at the grid intensity given, cost at the prices
+//! given, and the carbon budget, from the run's final totals (live.json). The same
+//! numbers as the live metrics: IT energy x PUE.
 
 use std::fmt::Write as _;
 
 use eco2ai_trace::Live;
 use eco2ai_trace::grid::Intensity;
+
+use crate::recorder::Finished;
 
 /// What `--country/--region`, `--pue`, the prices and the budget resolved to.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +87,40 @@ pub fn lines(live: &Live, gpus: usize, m: &Money) -> String {
             budget * 1000.0,
             left * 1000.0 + 0.0
         );
+    }
+    s
+}
+
+/// The run, its energy per device, rows and errors.
+pub fn summary(f: &Finished) -> String {
+    let m = &f.meta;
+    let secs = (m.end_ns.unwrap_or(m.start_ns) - m.start_ns) as f64 / 1e9;
+    let mut s = String::new();
+    let _ = writeln!(s, "run       {} ({:?})", f.dir.display(), m.status);
+    let _ = writeln!(s, "duration  {secs:.1} s");
+    for (name, j) in f.totals.gpu_j.iter().chain(f.totals.cpu_j.iter()) {
+        let _ = writeln!(
+            s,
+            "energy    {name:<24} {j:>12.1} J  ({:.2} W avg)",
+            j / secs.max(1e-9)
+        );
+    }
+    if f.totals.gpu_j.is_empty() && f.totals.cpu_j.is_empty() {
+        let _ = writeln!(
+            s,
+            "energy    no energy sensor recorded (see `eco2ai-probe info`)"
+        );
+    }
+    let rows: Vec<String> = m.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let _ = writeln!(s, "rows      {}", rows.join(", "));
+    let _ = writeln!(
+        s,
+        "errors    {}",
+        eco2ai_trace::counts_line(&m.sensor_errors)
+    );
+    let _ = writeln!(s, "dropped   {} rows", m.dropped_rows);
+    if let Some(c) = m.exit_code {
+        let _ = writeln!(s, "exit code {c}");
     }
     s
 }

@@ -8,7 +8,7 @@ use eco2ai_probe::config::{RecordArgs, parse_duration};
 use eco2ai_probe::demo::{self, DemoConfig};
 use eco2ai_probe::end_summary::{self, Money};
 use eco2ai_probe::record;
-use eco2ai_probe::sensors::SensorConfig;
+use eco2ai_probe::sensors::{self, SensorConfig};
 
 /// hf-eco2ai recorder: per-step energy, power and carbon of training runs.
 #[derive(Parser)]
@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<i32> {
                 fake_gpus,
                 ..SensorConfig::default()
             };
-            print!("{}", record::info(&cfg, job.as_ref()));
+            print!("{}", sensors::info(&cfg, job.as_ref()));
             Ok(0)
         }
         Cmd::Recover { run } => {
@@ -103,7 +103,7 @@ fn record_cmd(args: RecordArgs) -> Result<i32> {
     }
     let outcome = record::record(cfg)?;
     let f = &outcome.finished;
-    eprint!("{}", record::summary(f));
+    eprint!("{}", end_summary::summary(f));
     match eco2ai_trace::Live::read(&f.dir) {
         Ok(live) => eprint!("{}", end_summary::lines(&live, f.meta.gpus.len(), &money)),
         Err(e) => eprintln!("co2       - (no final totals: {e})"),

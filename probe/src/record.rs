@@ -1,6 +1,5 @@
 //! `eco2ai-probe record` and `info`: wiring config, sensors, recorder and command.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use crate::markers::{self, MarkerSocket};
 use crate::recorder::{Finished, Recorder, StepSource};
 use crate::runner::{self, SignalForwarder};
 use crate::samplers::errors::ErrorCounts;
-use crate::sensors::{self, SensorConfig, Sensors};
+use crate::sensors::{self, Sensors};
 use eco2ai_metrics::{MetricsServer, MetricsState, RunInfo, TextSink, render};
 use std::sync::{Arc, Mutex};
 
@@ -484,81 +483,6 @@ fn join_process(pid: u32, rec: &Recorder, sig: &SignalForwarder) {
         p.pid = Some(pid);
     }
     while alive(pid) && !sig.wait(Duration::from_millis(100)) {}
-}
-
-/// Human summary of a finished run (stderr).
-pub fn summary(f: &Finished) -> String {
-    let m = &f.meta;
-    let secs = (m.end_ns.unwrap_or(m.start_ns) - m.start_ns) as f64 / 1e9;
-    let mut s = String::new();
-    let _ = writeln!(s, "run       {} ({:?})", f.dir.display(), m.status);
-    let _ = writeln!(s, "duration  {secs:.1} s");
-    for (name, j) in f.totals.gpu_j.iter().chain(f.totals.cpu_j.iter()) {
-        let _ = writeln!(
-            s,
-            "energy    {name:<24} {j:>12.1} J  ({:.2} W avg)",
-            j / secs.max(1e-9)
-        );
-    }
-    if f.totals.gpu_j.is_empty() && f.totals.cpu_j.is_empty() {
-        let _ = writeln!(
-            s,
-            "energy    no energy sensor recorded (see `eco2ai-probe info`)"
-        );
-    }
-    let rows: Vec<String> = m.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
-    let _ = writeln!(s, "rows      {}", rows.join(", "));
-    let _ = writeln!(
-        s,
-        "errors    {}",
-        eco2ai_trace::counts_line(&m.sensor_errors)
-    );
-    let _ = writeln!(s, "dropped   {} rows", m.dropped_rows);
-    if let Some(c) = m.exit_code {
-        let _ = writeln!(s, "exit code {c}");
-    }
-    s
-}
-
-/// `eco2ai-probe info`: every sensor looked for, used or not and why.
-pub fn info(cfg: &SensorConfig, job: Option<&eco2ai_trace::JobInfo>) -> String {
-    let host = host::detect();
-    let sensors = sensors::discover(cfg, &host);
-    let mut s = String::new();
-    let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
-    let _ = writeln!(s, "job       {}", crate::job::describe(job));
-    let _ = writeln!(
-        s,
-        "cpu       {} x{} socket(s), {} threads",
-        host.cpu_model, host.cpu_sockets, host.cpu_threads
-    );
-    let lib = markers::find_marker_lib(None);
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ebpf = match (crate::ebpf::is_built(), root) {
-        (false, _) => {
-            "not built into this probe (bpf-linker was missing at build time): steps through the marker socket"
-        }
-        (true, false) => "built in, but loading needs root: steps through the marker socket",
-        (true, true) => {
-            "built in: steps through uprobes on the marker library, per-process CPU from sched_switch"
-        }
-    };
-    let _ = writeln!(s, "ebpf      {ebpf}");
-    let _ = writeln!(
-        s,
-        "markers   {}",
-        lib.map_or_else(
-            || format!("{} not found beside the probe", markers::LIB_NAME),
-            |l| l.display().to_string()
-        )
-    );
-    let _ = writeln!(s, "sensors:");
-    for st in &sensors.status {
-        let mark = if st.used { "used   " } else { "missing" };
-        let _ = writeln!(s, "  {mark} {:<10} {:<12} {}", st.kind, st.name, st.note);
-    }
-    s
 }
 
 pub fn default_out() -> PathBuf {

@@ -1,11 +1,13 @@
 //! Finding the sensors of this machine, shared by `info` and `record`.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use eco2ai_trace::{GpuInfo, SensorStatus};
 
-use crate::host::Host;
+use crate::host::{self, Host};
+use crate::markers;
 use crate::samplers::estimate::{self, DEFAULT_TDP_W};
 use crate::samplers::gpu::fake::{CallCost, FakeGpus, FakeScript};
 use crate::samplers::gpu::nvml::NvmlBackend;
@@ -205,4 +207,44 @@ pub fn discover(cfg: &SensorConfig, host: &Host) -> Sensors {
         cpu_sockets: host.cpu_sockets,
         status: st,
     }
+}
+/// `eco2ai-probe info`: every sensor looked for, used or not and why.
+pub fn info(cfg: &SensorConfig, job: Option<&eco2ai_trace::JobInfo>) -> String {
+    let host = host::detect();
+    let sensors = discover(cfg, &host);
+    let mut s = String::new();
+    let _ = writeln!(s, "host      {} (kernel {})", host.hostname, host.kernel);
+    let _ = writeln!(s, "job       {}", crate::job::describe(job));
+    let _ = writeln!(
+        s,
+        "cpu       {} x{} socket(s), {} threads",
+        host.cpu_model, host.cpu_sockets, host.cpu_threads
+    );
+    let lib = markers::find_marker_lib(None);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ebpf = match (crate::ebpf::is_built(), root) {
+        (false, _) => {
+            "not built into this probe (bpf-linker was missing at build time): steps through the marker socket"
+        }
+        (true, false) => "built in, but loading needs root: steps through the marker socket",
+        (true, true) => {
+            "built in: steps through uprobes on the marker library, per-process CPU from sched_switch"
+        }
+    };
+    let _ = writeln!(s, "ebpf      {ebpf}");
+    let _ = writeln!(
+        s,
+        "markers   {}",
+        lib.map_or_else(
+            || format!("{} not found beside the probe", markers::LIB_NAME),
+            |l| l.display().to_string()
+        )
+    );
+    let _ = writeln!(s, "sensors:");
+    for st in &sensors.status {
+        let mark = if st.used { "used   " } else { "missing" };
+        let _ = writeln!(s, "  {mark} {:<10} {:<12} {}", st.kind, st.name, st.note);
+    }
+    s
 }
