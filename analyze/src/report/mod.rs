@@ -15,13 +15,14 @@ use crate::energy::{self, Device, Quality, Step, StepEnergy};
 use crate::series::Series;
 
 pub mod compare;
+mod efficiency;
 pub mod heatmap;
 pub mod phases;
 pub mod render;
 
+pub use efficiency::Efficiency;
+
 const J_PER_KWH: f64 = 3.6e6;
-/// The efficiency score's window: a minute, as the live gauge's.
-const WINDOW_NS: i64 = 60_000_000_000;
 
 /// A per-kWh rate: grid gCO2/kWh or price USD/kWh, fixed or in time.
 #[derive(Debug, Clone)]
@@ -268,20 +269,6 @@ pub struct DeviceEnergy {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Efficiency {
-    /// In [0, 1]: the run's samples/kWh over its best minute's, the definition of the
-    /// live `hf_training_efficiency_score` (docs/analysis.md, "Efficiency score").
-    /// None without samples.
-    pub score: Option<f64>,
-    /// The same ratio (kept as a key of the JSON contract).
-    pub throughput: Option<f64>,
-    /// Mean GPU utilisation / 100 (a diagnostic beside the score, not part of it).
-    pub utilisation: Option<f64>,
-    /// Share of the energy spent inside steps (a diagnostic beside the score).
-    pub busy: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub run_id: String,
     pub run_dir: String,
@@ -374,56 +361,47 @@ fn budget(a: &Analysis, o: &Options, co2_kg: Option<f64>) -> Option<Budget> {
     })
 }
 
-/// The efficiency score, as live /metrics defines it (`hf_training_efficiency_score`):
-/// samples/kWh of a stretch over the run's best one-minute samples/kWh, here with the
-/// whole run as the stretch. Energy is the devices' over the whole stretch (steps and
-/// what lies between them), so stalls lower the score.
-fn efficiency(a: &Analysis, samples: Option<u64>) -> Efficiency {
-    let throughput = samples.and_then(|n| {
-        let run_j = a.it_j(a.start_ns, a.end_ns);
-        let run = n as f64 / run_j;
-        let best = best_window_samples_per_j(a)?;
-        (run.is_finite() && run_j > 0.0).then(|| (run / best).clamp(0.0, 1.0))
-    });
-    let utilisation = a.gpu_util_mean_pct.map(|u| (u / 100.0).clamp(0.0, 1.0));
-    let total = a.it_j(a.start_ns, a.end_ns);
-    let in_steps: f64 = a.step_energy.iter().map(|e| e.gpu_j + e.cpu_j).sum();
-    let busy = (total > 0.0 && !a.steps.is_empty()).then(|| (in_steps / total).clamp(0.0, 1.0));
-    Efficiency {
-        score: throughput,
-        throughput,
-        utilisation,
-        busy,
+/// Energy at the price in force (facility energy) plus GPU hours at their rate.
+fn cost(a: &Analysis, o: &Options, hours: f64) -> Cost {
+    let (s, e) = (a.start_ns, a.end_ns);
+    let energy_usd = o.price.as_ref().map(|r| a.rated(r, o.pue, s, e));
+    let compute_usd = o.gpu_hour_usd.map(|c| c * a.gpus as f64 * hours);
+    let total_usd = match (energy_usd, compute_usd) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    Cost {
+        energy_usd,
+        compute_usd,
+        total_usd,
+        usd_per_hour: total_usd.filter(|_| hours > 0.0).map(|t| t / hours),
     }
 }
 
-/// Samples per joule of the run's best whole minute (steps counted in the minute they
-/// end); a run shorter than a minute is its own window.
-fn best_window_samples_per_j(a: &Analysis) -> Option<f64> {
-    let span_ns = a.end_ns.saturating_sub(a.start_ns);
-    let windows = (span_ns / WINDOW_NS).max(1);
-    let width_ns = if span_ns < WINDOW_NS {
-        span_ns
-    } else {
-        WINDOW_NS
-    };
-    let mut samples = vec![0u64; windows as usize];
-    for s in a.steps.iter().filter(|s| energy::phases::is_train(s)) {
-        let k = s.end_ns.saturating_sub(a.start_ns) / width_ns.max(1);
-        if let Some(n) = usize::try_from(k).ok().and_then(|k| samples.get_mut(k)) {
-            *n = n.saturating_add(s.samples.unwrap_or(0));
-        }
+/// Each device by how it was measured (`measured` or `estimated`) and its method.
+fn sources(a: &Analysis) -> BTreeMap<&'static str, Vec<String>> {
+    let mut sources: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for d in &a.devices {
+        sources
+            .entry(d.source)
+            .or_default()
+            .push(format!("{} ({})", d.name, d.method.as_str()));
     }
-    let best = samples
+    sources
+}
+
+/// Each device's energy over the run (IT energy, before PUE).
+fn device_energies(a: &Analysis) -> Vec<DeviceEnergy> {
+    a.devices
         .iter()
-        .enumerate()
-        .filter_map(|(k, &n)| {
-            let b = a.start_ns.saturating_add(k as i64 * width_ns);
-            let j = a.it_j(b, b.saturating_add(width_ns));
-            (j > 0.0).then(|| n as f64 / j)
+        .map(|d| DeviceEnergy {
+            device: d.name.clone(),
+            method: d.method.as_str(),
+            source: d.source,
+            energy_kwh: d.curve.between(a.start_ns, a.end_ns) / J_PER_KWH,
+            counter_resets: d.counter_resets,
         })
-        .fold(0.0, f64::max);
-    (best > 0.0).then_some(best)
+        .collect()
 }
 
 pub fn report(a: &Analysis, o: &Options) -> Report {
@@ -441,12 +419,6 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         .intensity
         .as_ref()
         .map(|r| a.rated(r, o.pue, s, e) / 1000.0);
-    let energy_usd = o.price.as_ref().map(|r| a.rated(r, o.pue, s, e));
-    let compute_usd = o.gpu_hour_usd.map(|c| c * a.gpus as f64 * hours);
-    let total_usd = match (energy_usd, compute_usd) {
-        (None, None) => None,
-        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
-    };
     // Training steps' samples only (an eval step's are not trained on); the sums
     // saturate: counts come from the recorded process (u64::MAX must not panic).
     let p = &a.partition;
@@ -456,13 +428,6 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         p.tokens.get(train).copied().flatten(),
     );
     let per_kwh = |n: Option<u64>| n.filter(|_| kwh > 0.0).map(|n| n as f64 / kwh);
-    let mut sources: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    for d in &a.devices {
-        sources
-            .entry(d.source)
-            .or_default()
-            .push(format!("{} ({})", d.name, d.method.as_str()));
-    }
     Report {
         run_id: a.run_id.clone(),
         run_dir: a.dir.clone(),
@@ -484,28 +449,13 @@ pub fn report(a: &Analysis, o: &Options) -> Report {
         j_per_sample: samples
             .filter(|n| *n > 0)
             .map(|n| kwh * J_PER_KWH / n as f64),
-        cost: Cost {
-            energy_usd,
-            compute_usd,
-            total_usd,
-            usd_per_hour: total_usd.filter(|_| hours > 0.0).map(|t| t / hours),
-        },
+        cost: cost(a, o, hours),
         steps: step_stats(a),
         budget: budget(a, o, co2_kg),
-        efficiency: efficiency(a, samples),
-        devices: a
-            .devices
-            .iter()
-            .map(|d| DeviceEnergy {
-                device: d.name.clone(),
-                method: d.method.as_str(),
-                source: d.source,
-                energy_kwh: d.curve.between(s, e) / J_PER_KWH,
-                counter_resets: d.counter_resets,
-            })
-            .collect(),
+        efficiency: efficiency::efficiency(a, it_j, samples),
+        devices: device_energies(a),
         phases: phases::phases(a, o),
-        sources,
+        sources: sources(a),
         truncated: a.truncated,
         quality: a.quality.clone(),
     }
