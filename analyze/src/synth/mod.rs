@@ -12,6 +12,11 @@ use std::sync::Arc;
 
 use eco2ai_trace::{CpuRow, GpuRow, Meta, PhaseRow, Rows, StepRow, TraceError, TraceWriter};
 
+mod phases;
+
+use phases::phase_truth;
+pub use phases::{PhaseSpec, Phased};
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -33,18 +38,6 @@ pub struct Spec {
     /// (loading before training, saving after it); 0: steps from 0.5 s.
     pub idle_s: f64,
     pub idle_w: f64,
-}
-
-/// A named phase span of a generated run: every GPU draws `power_w` inside it. Steps
-/// overlapping it are left out, except (with `steps`) those wholly inside, which carry
-/// the phase's name (an evaluation's steps).
-#[derive(Debug, Clone)]
-pub struct PhaseSpec {
-    pub name: String,
-    pub begin_s: f64,
-    pub end_s: f64,
-    pub power_w: f64,
-    pub steps: bool,
 }
 
 impl Spec {
@@ -248,29 +241,6 @@ pub fn generate(dir: &Path, spec: &Spec) -> Result<Truth, TraceError> {
     write_run(dir, spec, &profile, &steps)
 }
 
-/// A profile at a constant power inside each span (start s, end s, W), `base` elsewhere.
-pub struct Phased<'a> {
-    pub base: &'a dyn Profile,
-    pub spans: Vec<(f64, f64, f64)>,
-}
-
-impl Profile for Phased<'_> {
-    fn power_w(&self, g: u32, t: f64) -> f64 {
-        match self.spans.iter().find(|s| s.0 <= t && t < s.1) {
-            Some(s) => s.2,
-            None => self.base.power_w(g, t),
-        }
-    }
-    fn energy_j(&self, g: u32, t: f64) -> f64 {
-        let mut e = self.base.energy_j(g, t);
-        for &(b, end, w) in self.spans.iter().filter(|s| s.0 < t) {
-            let to = end.min(t);
-            e += w * (to - b) - (self.base.energy_j(g, to) - self.base.energy_j(g, b));
-        }
-        e
-    }
-}
-
 /// Writes a run of `profile` with the given steps (ns) into `dir`; returns the truth.
 pub fn generate_with(
     dir: &Path,
@@ -320,6 +290,37 @@ fn write_run(
 /// 2026-01-01T00:00:00Z: the Unix time of a generated run's CLOCK_MONOTONIC 0.
 pub const EPOCH_UNIX_NS: i64 = 1_767_225_600 * 1_000_000_000;
 
+/// The instants the GPU sensor refreshes its reading, with a little jitter.
+struct Refreshes(Vec<i64>);
+
+impl Refreshes {
+    fn new(rng: &mut Rng, every_ms: f64, end_ns: i64) -> Refreshes {
+        let (mut at, mut u) = (Vec::new(), 0.0);
+        while u * S < end_ns as f64 {
+            at.push((u * S) as i64);
+            u += rng.around(every_ms, 0.02) / 1e3;
+        }
+        Refreshes(at)
+    }
+
+    /// The latest refresh at or before `t`.
+    fn last(&self, t: i64) -> i64 {
+        self.0[self.0.partition_point(|x| *x <= t).max(1) - 1]
+    }
+
+    /// The reading after a refresh: the average power over the period it closed.
+    fn reading_w(&self, profile: &dyn Profile, g: u32, t: i64) -> f64 {
+        let i = self.0.partition_point(|x| *x <= t).max(1) - 1;
+        match i.checked_sub(1) {
+            Some(p) => {
+                let (a, b) = (self.0[p] as f64 / S, self.0[i] as f64 / S);
+                (profile.energy_j(g, b) - profile.energy_j(g, a)) / (b - a)
+            }
+            None => profile.power_w(g, 0.0),
+        }
+    }
+}
+
 /// The GPU table of `profile` from 0 to `end_ns` as NVML shows it: power refreshed every
 /// ~`sensor_update_ms` and polled every ~`power_poll_ms`, the counter polled every
 /// ~`counter_poll_ms`; long tables go to disk a segment at a time.
@@ -330,25 +331,7 @@ pub fn write_gpus(
     end_ns: i64,
 ) -> Result<(), TraceError> {
     let mut rng = Rng(spec.seed.max(1));
-    // Sensor refresh instants, with a little jitter.
-    let mut updates = Vec::new();
-    let mut u = 0.0;
-    while u * S < end_ns as f64 {
-        updates.push((u * S) as i64);
-        u += rng.around(spec.sensor_update_ms, 0.02) / 1e3;
-    }
-    let last_update = |t: i64| updates[updates.partition_point(|x| *x <= t).max(1) - 1];
-    // The reading after a refresh: the average power over the period it closed.
-    let reading_w = |profile: &dyn Profile, g: u32, t: i64| {
-        let i = updates.partition_point(|x| *x <= t).max(1) - 1;
-        match i.checked_sub(1) {
-            Some(p) => {
-                let (a, b) = (updates[p] as f64 / S, updates[i] as f64 / S);
-                (profile.energy_j(g, b) - profile.energy_j(g, a)) / (b - a)
-            }
-            None => profile.power_w(g, 0.0),
-        }
-    };
+    let sensor = Refreshes::new(&mut rng, spec.sensor_update_ms, end_ns);
     let reset_ns: Vec<i64> = spec.resets_at_s.iter().map(|s| (s * S) as i64).collect();
     for g in 0..spec.gpus {
         let mut rows = Vec::new();
@@ -356,7 +339,7 @@ pub fn write_gpus(
         let mut last_mw = None;
         while tp <= end_ns || tc <= end_ns {
             if tp <= tc {
-                let v = (reading_w(profile, g, tp) * 1e3).round() as u32;
+                let v = (sensor.reading_w(profile, g, tp) * 1e3).round() as u32;
                 rows.push(GpuRow {
                     ts_ns: tp,
                     gpu: g,
@@ -368,7 +351,7 @@ pub fn write_gpus(
                 last_mw = Some(v);
                 tp += (rng.around(spec.power_poll_ms, 0.05) * 1e6) as i64;
             } else {
-                let u = last_update(tc);
+                let u = sensor.last(tc);
                 let before_reset = reset_ns.iter().filter(|r| **r <= u).max().copied();
                 let base = before_reset.map_or(0.0, |r| profile.energy_j(g, r as f64 / S));
                 rows.push(GpuRow {
@@ -476,58 +459,6 @@ fn steps(
         step_phase: steps.iter().map(|s| s.2.clone()).collect(),
         phase_j: phase_truth(spec, profile, steps, end_ns),
     }
-}
-
-/// The partition's classes in closed form: named spans (disjoint), train steps, the
-/// gaps between train steps less the named spans in them (stall), and the stretches
-/// before the first train step and after the last less the named spans there (idle).
-fn phase_truth(
-    spec: &Spec,
-    profile: &dyn Profile,
-    steps: &[(i64, i64, Option<String>)],
-    end_ns: i64,
-) -> Vec<(String, f64)> {
-    let e_j = |a: f64, b: f64| -> f64 {
-        (0..spec.gpus)
-            .map(|g| profile.energy_j(g, b) - profile.energy_j(g, a))
-            .sum()
-    };
-    let named: Vec<(f64, f64)> = spec.phases.iter().map(|p| (p.begin_s, p.end_s)).collect();
-    // Energy of [a, b] outside every named span.
-    let outside = |a: f64, b: f64| -> f64 {
-        let inside: f64 = named
-            .iter()
-            .map(|&(x, y)| (x.max(a), y.min(b)))
-            .filter(|(x, y)| x < y)
-            .map(|(x, y)| e_j(x, y))
-            .sum();
-        e_j(a, b) - inside
-    };
-    let train: Vec<(f64, f64)> = steps
-        .iter()
-        .filter(|s| s.2.is_none())
-        .map(|s| (s.0 as f64 / S, s.1 as f64 / S))
-        .collect();
-    let mut out = vec![
-        (
-            "train".to_string(),
-            train.iter().map(|&(b, e)| e_j(b, e)).sum(),
-        ),
-        (
-            "stall".to_string(),
-            train.windows(2).map(|w| outside(w[0].1, w[1].0)).sum(),
-        ),
-    ];
-    let end = end_ns as f64 / S;
-    let idle = match (train.first(), train.last()) {
-        (Some(f), Some(l)) => outside(0.0, f.0) + outside(l.1, end),
-        _ => outside(0.0, end),
-    };
-    out.push(("idle".to_string(), idle));
-    for p in &spec.phases {
-        out.push((p.name.clone(), e_j(p.begin_s, p.end_s)));
-    }
-    out
 }
 
 #[cfg(test)]
