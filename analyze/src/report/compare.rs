@@ -29,6 +29,21 @@ pub struct Comparison {
     pub warnings: Vec<String>,
 }
 
+/// Whether B is the more efficient run and by what ratio (>= 1): samples per kWh where
+/// both have them, else energy per step.
+fn verdict(a: &Report, b: &Report) -> Option<(bool, f64)> {
+    match (
+        a.samples_per_kwh,
+        b.samples_per_kwh,
+        a.steps.energy_j_mean,
+        b.steps.energy_j_mean,
+    ) {
+        (Some(x), Some(y), _, _) if x > 0.0 && y > 0.0 => Some((y >= x, (y / x).max(x / y))),
+        (_, _, Some(x), Some(y)) if x > 0.0 && y > 0.0 => Some((y <= x, (y / x).max(x / y))),
+        _ => None,
+    }
+}
+
 pub fn compare(a: &Report, b: &Report) -> Comparison {
     let avg_w = |r: &Report| (r.duration_s > 0.0).then(|| r.energy_kwh * 3.6e6 / r.duration_s);
     let rows: [(&'static str, Option<f64>, Option<f64>, bool); 9] = [
@@ -67,16 +82,7 @@ pub fn compare(a: &Report, b: &Report) -> Comparison {
             higher_is_better: hib,
         })
         .collect();
-    let verdict = match (
-        a.samples_per_kwh,
-        b.samples_per_kwh,
-        a.steps.energy_j_mean,
-        b.steps.energy_j_mean,
-    ) {
-        (Some(x), Some(y), _, _) if x > 0.0 && y > 0.0 => Some((y >= x, (y / x).max(x / y))),
-        (_, _, Some(x), Some(y)) if x > 0.0 && y > 0.0 => Some((y <= x, (y / x).max(x / y))),
-        _ => None,
-    };
+    let verdict = verdict(a, b);
     Comparison {
         a: a.run_id.clone(),
         b: b.run_id.clone(),
